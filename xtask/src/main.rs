@@ -1,0 +1,489 @@
+//! `cargo xtask` — host-side helper for the example hypervisors.
+//!
+//! Subcommands:
+//! - `setup`: install the bare-metal Rust targets and QEMU if missing.
+//! - `build`: `setup` (targets only) + build both example images.
+//! - `qemu`:  `setup` + `build` + run every image under QEMU, print the UART
+//!   output and a summary table of the `CHECK` lines; exits non-zero if any
+//!   check failed, a `RESULT:` line is missing or QEMU exited non-zero.
+//!
+//! std only, on purpose.
+
+use std::collections::BTreeMap;
+use std::env;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{self, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const TOOLCHAIN: &str = "1.95.0";
+const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
+const DEBIAN_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
+const BACKPORTS_SOURCES: &str = "/etc/apt/sources.list.d/bookworm-backports.sources";
+
+/// One example hypervisor image and how to run it.
+struct Image {
+    /// Short name used in the summary table.
+    cpu: &'static str,
+    /// Cargo package name inside `examples/`.
+    package: &'static str,
+    target: &'static str,
+    qemu: &'static str,
+    qemu_cpu: &'static str,
+}
+
+const IMAGES: &[Image] = &[
+    Image {
+        cpu: "a53",
+        package: "qemu-a53",
+        target: "aarch64-unknown-none",
+        qemu: "qemu-system-aarch64",
+        qemu_cpu: "cortex-a53",
+    },
+    Image {
+        cpu: "a15",
+        package: "qemu-a15",
+        target: "armv7a-none-eabi",
+        qemu: "qemu-system-arm",
+        qemu_cpu: "cortex-a15",
+    },
+];
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let cmd = args.first().map(String::as_str).unwrap_or("help");
+    let result = match cmd {
+        "setup" => setup_targets().and_then(|()| setup_qemu()),
+        "build" => setup_targets().and_then(|()| build_all()),
+        "qemu" => qemu(),
+        "help" | "-h" | "--help" => {
+            usage();
+            Ok(())
+        }
+        other => {
+            usage();
+            Err(format!("unknown subcommand `{other}`"))
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e}");
+        process::exit(1);
+    }
+}
+
+fn usage() {
+    eprintln!(
+        "usage: cargo xtask <command>\n\n\
+         commands:\n  \
+         setup   install Rust targets and QEMU if missing\n  \
+         build   build the example hypervisor images\n  \
+         qemu    build and run the images under QEMU, summarise the checks"
+    );
+}
+
+fn repo_root() -> PathBuf {
+    // xtask/Cargo.toml lives one level below the repository root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent directory")
+        .to_path_buf()
+}
+
+fn examples_dir() -> PathBuf {
+    repo_root().join("examples")
+}
+
+/// Runs a command, inheriting stdio; error if it cannot start or fails.
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {status}"))
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .map(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------- setup ---
+
+fn setup_targets() -> Result<()> {
+    let wanted: Vec<&str> = IMAGES.iter().map(|i| i.target).collect();
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed", "--toolchain", TOOLCHAIN])
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    let installed = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !out.status.success() || !missing.is_empty() {
+        // `rustup target add` has no self-update step; RUSTUP_AUTO_INSTALL=0
+        // means nothing installs these for us.
+        run(Command::new("rustup")
+            .args(["target", "add", "--toolchain", TOOLCHAIN])
+            .args(&wanted))?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A command run as root: directly if we are root, else through sudo.
+fn privileged(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(program);
+        c
+    }
+}
+
+fn apt_get() -> Command {
+    let mut c = privileged("apt-get");
+    c.env("DEBIAN_FRONTEND", "noninteractive");
+    c
+}
+
+/// First stanza of a deb822 `.sources` file with `Suites:` set to backports.
+fn backports_stanza(debian_sources: &str) -> Result<String> {
+    let stanza: Vec<&str> = debian_sources
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    if !stanza.iter().any(|l| l.starts_with("Suites:")) {
+        return Err(format!("no Suites: line in first stanza of {DEBIAN_SOURCES}"));
+    }
+    let mut out = String::new();
+    for line in stanza {
+        if line.starts_with("Suites:") {
+            out.push_str("Suites: bookworm-backports");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn add_backports_source() -> Result<()> {
+    if Path::new(BACKPORTS_SOURCES).exists() {
+        return Ok(());
+    }
+    let src = fs::read_to_string(DEBIAN_SOURCES)
+        .map_err(|e| format!("cannot read {DEBIAN_SOURCES}: {e}"))?;
+    let stanza = backports_stanza(&src)?;
+    eprintln!("xtask: adding {BACKPORTS_SOURCES}:\n{stanza}");
+    if is_root() {
+        fs::write(BACKPORTS_SOURCES, stanza)
+            .map_err(|e| format!("cannot write {BACKPORTS_SOURCES}: {e}"))
+    } else {
+        let tmp = env::temp_dir().join("xtask-bookworm-backports.sources");
+        fs::write(&tmp, stanza).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        run(privileged("cp").arg(&tmp).arg(BACKPORTS_SOURCES))
+    }
+}
+
+fn setup_qemu() -> Result<()> {
+    if IMAGES.iter().all(|i| on_path(i.qemu)) {
+        return Ok(());
+    }
+    eprintln!("xtask: QEMU missing, installing qemu-system-arm");
+    let backports = add_backports_source()
+        .and_then(|()| run(apt_get().arg("update")))
+        .and_then(|()| {
+            run(apt_get().args([
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "-t",
+                "bookworm-backports",
+                "qemu-system-arm",
+            ]))
+        });
+    if let Err(e) = backports {
+        eprintln!("xtask: backports install failed ({e}); trying the plain package");
+        // The update may not have happened if adding the source failed.
+        let _ = run(apt_get().arg("update"));
+        run(apt_get().args(["install", "-y", "--no-install-recommends", "qemu-system-arm"]))?;
+    }
+    match IMAGES.iter().find(|i| !on_path(i.qemu)) {
+        Some(i) => Err(format!("{} still missing after install", i.qemu)),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------- build ---
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn elf_path(image: &Image) -> PathBuf {
+    examples_dir()
+        .join("target")
+        .join(image.target)
+        .join("release")
+        .join(image.package)
+}
+
+fn build_all() -> Result<()> {
+    for image in IMAGES {
+        run(cargo()
+            .current_dir(examples_dir())
+            .args(["build", "--release", "-p", image.package, "--target"])
+            .arg(image.target))?;
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------- qemu ---
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pass,
+    Fail,
+}
+
+/// What one QEMU run produced.
+struct RunReport {
+    checks: BTreeMap<String, Outcome>,
+    /// `(passed, failed)` from the `RESULT:` line, if it was printed.
+    result: Option<(u32, u32)>,
+    status: Option<ExitStatus>,
+    timed_out: bool,
+}
+
+impl RunReport {
+    fn ok(&self) -> bool {
+        !self.timed_out
+            && self.status.is_some_and(|s| s.success())
+            && matches!(self.result, Some((_, 0)))
+            && !self.checks.is_empty()
+            && self.checks.values().all(|o| *o == Outcome::Pass)
+    }
+}
+
+fn qemu() -> Result<()> {
+    setup_targets()?;
+    setup_qemu()?;
+    build_all()?;
+    let reports: Vec<RunReport> = IMAGES
+        .iter()
+        .map(run_image)
+        .collect::<Result<Vec<_>>>()?;
+    print_summary(&reports);
+    if reports.iter().all(RunReport::ok) {
+        println!("xtask: all images passed");
+        Ok(())
+    } else {
+        Err("some checks failed (see summary above)".into())
+    }
+}
+
+fn run_image(image: &Image) -> Result<RunReport> {
+    let elf = elf_path(image);
+    let mut cmd = Command::new(image.qemu);
+    cmd.args(["-M", "virt,virtualization=on", "-cpu", image.qemu_cpu])
+        .args(["-nographic", "-semihosting", "-net", "none", "-kernel"])
+        .arg(&elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    println!("==== {} ({}) ====", image.cpu, elf.display());
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", image.qemu))?;
+
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+
+    let deadline = Instant::now() + QEMU_TIMEOUT;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {}: {e}", image.qemu)),
+        }
+    };
+    let out = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+    let err = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    if !err.trim().is_empty() {
+        println!("---- {} stderr ----\n{}", image.qemu, err.trim_end());
+    }
+    if timed_out {
+        println!("xtask: {} TIMED OUT after {:?}", image.cpu, QEMU_TIMEOUT);
+    }
+    match status {
+        Some(s) => println!("xtask: {} exit status: {s}", image.cpu),
+        None => println!("xtask: {} exit status unknown", image.cpu),
+    }
+
+    let mut report = parse_output(&out);
+    report.status = status;
+    report.timed_out = timed_out;
+    Ok(report)
+}
+
+/// Parses `CHECK <name> ... PASS|FAIL` and `RESULT: N passed, M failed`.
+fn parse_output(out: &str) -> RunReport {
+    let mut checks = BTreeMap::new();
+    let mut result = None;
+    for raw in out.lines() {
+        let line = raw.trim_end_matches('\r').trim();
+        if let Some(rest) = line.strip_prefix("CHECK ") {
+            if let Some((name, verdict)) = rest.rsplit_once(" ... ") {
+                let outcome = if verdict.trim() == "PASS" {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                };
+                // A repeated name that failed once stays failed.
+                let entry = checks.entry(name.trim().to_string()).or_insert(outcome);
+                if outcome == Outcome::Fail {
+                    *entry = Outcome::Fail;
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("RESULT:") {
+            result = parse_result(rest);
+        }
+    }
+    RunReport {
+        checks,
+        result,
+        status: None,
+        timed_out: false,
+    }
+}
+
+fn parse_result(rest: &str) -> Option<(u32, u32)> {
+    // " N passed, M failed"
+    let (p, f) = rest.split_once(',')?;
+    let passed = p.trim().strip_suffix("passed")?.trim().parse().ok()?;
+    let failed = f.trim().strip_suffix("failed")?.trim().parse().ok()?;
+    Some((passed, failed))
+}
+
+fn print_summary(reports: &[RunReport]) {
+    let mut names: Vec<&str> = Vec::new();
+    for r in reports {
+        for name in r.checks.keys() {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(5).max(5);
+    println!();
+    println!("==== summary ====");
+    print!("{:<width$}", "check");
+    for image in IMAGES {
+        print!("  {:<5}", image.cpu);
+    }
+    println!();
+    println!("{}", "-".repeat(width + 7 * IMAGES.len()));
+    for name in &names {
+        print!("{name:<width$}");
+        for r in reports {
+            let cell = match r.checks.get(*name) {
+                Some(Outcome::Pass) => "PASS",
+                Some(Outcome::Fail) => "FAIL",
+                None => "-",
+            };
+            print!("  {cell:<5}");
+        }
+        println!();
+    }
+    println!("{}", "-".repeat(width + 7 * IMAGES.len()));
+    print!("{:<width$}", "RESULT line");
+    for r in reports {
+        let cell = match r.result {
+            Some((_, 0)) => "ok",
+            Some(_) => "FAIL",
+            None => "MISS",
+        };
+        print!("  {cell:<5}");
+    }
+    println!();
+    print!("{:<width$}", "qemu exit");
+    for r in reports {
+        let cell = match (r.timed_out, r.status) {
+            (true, _) => "TIME".to_string(),
+            (false, Some(s)) => s.code().map_or("sig".into(), |c| c.to_string()),
+            (false, None) => "?".into(),
+        };
+        print!("  {cell:<5}");
+    }
+    println!();
+    print!("{:<width$}", "overall");
+    for r in reports {
+        print!("  {:<5}", if r.ok() { "PASS" } else { "FAIL" });
+    }
+    println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stanza() {
+        let src = "Types: deb\nURIs: http://x/debian\nSuites: bookworm bookworm-updates\n\
+                   Components: main\n\nTypes: deb\nSuites: bookworm-security\n";
+        assert_eq!(
+            backports_stanza(src).unwrap(),
+            "Types: deb\nURIs: http://x/debian\nSuites: bookworm-backports\nComponents: main\n"
+        );
+    }
+
+    #[test]
+    fn parse() {
+        let r = parse_output("hello\r\nCHECK a ... PASS\r\nCHECK b c ... FAIL\nRESULT: 1 passed, 1 failed\n");
+        assert_eq!(r.checks.len(), 2);
+        assert!(r.checks["a"] == Outcome::Pass);
+        assert!(r.checks["b c"] == Outcome::Fail);
+        assert_eq!(r.result, Some((1, 1)));
+    }
+}
