@@ -1,0 +1,161 @@
+//! Entry point, EL2 exception vectors and the guest enter/exit path.
+
+use crate::println;
+use core::arch::{asm, global_asm};
+
+// Entry from QEMU at EL2 (virt,virtualization=on, no EL3). Before any Rust
+// code: allow FP/SIMD at EL2 (the target uses NEON), stack, zero .bss and the
+// guest data area, install VBAR_EL2.
+global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .global _start
+_start:
+    mov     x9, #0x33ff
+    msr     cptr_el2, x9            // no FP/SIMD traps (TFP = 0)
+    isb
+    msr     spsel, #1
+    adrp    x9, __stack_top
+    add     x9, x9, :lo12:__stack_top
+    mov     sp, x9
+    adrp    x9, __bss_start
+    add     x9, x9, :lo12:__bss_start
+    adrp    x10, __guest_data_end
+    add     x10, x10, :lo12:__guest_data_end
+1:  cmp     x9, x10
+    b.hs    2f
+    stp     xzr, xzr, [x9], #16
+    b       1b
+2:  adrp    x9, __hyp_vectors
+    add     x9, x9, :lo12:__hyp_vectors
+    msr     vbar_el2, x9
+    isb
+    bl      hyp_main
+3:  wfe
+    b       3b
+"#
+);
+
+// EL2 vector table. Exceptions from EL2 itself are hypervisor bugs: report
+// and fail. Exceptions from lower ELs are guest exits: they end
+// `__guest_enter` (below), with the vector number in x0 (0 = sync, 1 = IRQ,
+// 2 = FIQ, 3 = SError).
+global_asm!(
+    r#"
+    .macro hyp_bad kind
+    .balign 0x80
+    mov     x0, #\kind
+    mrs     x1, esr_el2
+    mrs     x2, elr_el2
+    mrs     x3, far_el2
+    b       hyp_fault
+    .endm
+
+    .macro guest_vec kind
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x1, #\kind
+    b       __guest_exit
+    .endm
+
+    .section .text.vectors, "ax"
+    .balign 0x800
+    .global __hyp_vectors
+__hyp_vectors:
+    hyp_bad 0      // current EL, SP0
+    hyp_bad 1
+    hyp_bad 2
+    hyp_bad 3
+    hyp_bad 4      // current EL, SPx
+    hyp_bad 5
+    hyp_bad 6
+    hyp_bad 7
+    guest_vec 0    // lower EL, AArch64
+    guest_vec 1
+    guest_vec 2
+    guest_vec 3
+    guest_vec 0    // lower EL, AArch32 (not used)
+    guest_vec 1
+    guest_vec 2
+    guest_vec 3
+
+    // u64 __guest_enter(VcpuRegs *vcpu /* x0 */)
+    // Saves the host callee-saved registers and the vcpu pointer on SP_EL2,
+    // loads guest x0..x30 from vcpu->x and erets (ELR/SPSR set by the caller).
+    .balign 4
+    .global __guest_enter
+__guest_enter:
+    stp     x29, x30, [sp, #-96]!
+    stp     x19, x20, [sp, #16]
+    stp     x21, x22, [sp, #32]
+    stp     x23, x24, [sp, #48]
+    stp     x25, x26, [sp, #64]
+    stp     x27, x28, [sp, #80]
+    stp     x0, xzr, [sp, #-16]!
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldp     x18, x19, [x0, #144]
+    ldp     x20, x21, [x0, #160]
+    ldp     x22, x23, [x0, #176]
+    ldp     x24, x25, [x0, #192]
+    ldp     x26, x27, [x0, #208]
+    ldp     x28, x29, [x0, #224]
+    ldr     x30, [x0, #240]
+    ldp     x0, x1, [x0]
+    eret
+
+    // Guest exit: SP_EL2 = [guest x0, guest x1][vcpu, 0][host frame]; x1 = vector.
+__guest_exit:
+    ldr     x0, [sp, #16]
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    stp     x18, x19, [x0, #144]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    str     x30, [x0, #240]
+    mov     x4, x1
+    ldp     x2, x3, [sp], #32       // guest x0, x1; drop the vcpu slot too
+    stp     x2, x3, [x0]
+    ldp     x19, x20, [sp, #16]
+    ldp     x21, x22, [sp, #32]
+    ldp     x23, x24, [sp, #48]
+    ldp     x25, x26, [sp, #64]
+    ldp     x27, x28, [sp, #80]
+    ldp     x29, x30, [sp], #96
+    mov     x0, x4
+    ret
+"#
+);
+
+extern "C" {
+    /// Enters the guest; returns the vector number of its next exit.
+    pub fn __guest_enter(vcpu: *mut crate::guest::VcpuRegs) -> u64;
+}
+
+/// Exception taken at EL2 from EL2: a hypervisor bug.
+#[no_mangle]
+extern "C" fn hyp_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    let mut spsr: u64;
+    // SAFETY: reading SPSR_EL2 at EL2 has no side effects.
+    unsafe { asm!("mrs {}, spsr_el2", out(reg) spsr, options(nomem, nostack)) };
+    println!(
+        "HYP EXCEPTION: vector {} esr={:#x} elr={:#x} far={:#x} spsr={:#x}",
+        kind, esr, elr, far, spsr
+    );
+    crate::semihosting::exit(2)
+}

@@ -1,0 +1,246 @@
+//! Running the guest at EL1h, and the guest program itself.
+
+use core::arch::{asm, global_asm};
+use hyp_common::GuestExit;
+
+/// Guest register state, saved and restored around [`run_guest`].
+#[repr(C)]
+#[derive(Clone, Debug)]
+pub struct VcpuRegs {
+    /// x0..x30; the assembly relies on this being the first field.
+    pub x: [u64; 31],
+    /// Guest pc (ELR_EL2).
+    pub pc: u64,
+    /// SPSR_EL2 to enter with; updated at each exit.
+    pub spsr: u64,
+    pub sp_el1: u64,
+    pub sctlr_el1: u64,
+    /// Set HCR_EL2.VM (stage 2 on) with `vttbr`/`vtcr`.
+    pub stage2: bool,
+    pub vttbr: u64,
+    pub vtcr: u64,
+}
+
+/// EL1h with D, A, I, F masked.
+pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// SCTLR_EL1 RES1 bits (ARMv8.0) with M, C, I = 0: guest stage 1 off.
+pub const SCTLR_EL1_MMU_OFF: u64 = 0x30d0_0800;
+
+const HCR_VM: u64 = 1 << 0;
+const HCR_SWIO: u64 = 1 << 1;
+const HCR_FMO: u64 = 1 << 3;
+const HCR_IMO: u64 = 1 << 4;
+const HCR_AMO: u64 = 1 << 5;
+const HCR_TWI: u64 = 1 << 13;
+const HCR_TWE: u64 = 1 << 14;
+const HCR_TSC: u64 = 1 << 19;
+const HCR_RW: u64 = 1 << 31;
+/// Guest EL1 is AArch64; SMC, WFI, WFE trap; physical interrupts to EL2.
+const HCR_BASE: u64 = HCR_RW | HCR_TSC | HCR_TWI | HCR_TWE | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+
+impl VcpuRegs {
+    pub const fn new(pc: u64) -> Self {
+        Self {
+            x: [0; 31],
+            pc,
+            spsr: SPSR_EL1H_MASKED,
+            sp_el1: 0,
+            sctlr_el1: SCTLR_EL1_MMU_OFF,
+            stage2: false,
+            vttbr: 0,
+            vtcr: 0,
+        }
+    }
+}
+
+/// Runs the guest until its next exit; all guest registers are in `vcpu`
+/// afterwards, the syndrome in the returned value.
+pub fn run_guest(vcpu: &mut VcpuRegs) -> GuestExit {
+    let hcr = HCR_BASE | if vcpu.stage2 { HCR_VM } else { 0 };
+    let vector;
+    // SAFETY: EL2 system register writes that configure the guest context;
+    // `__guest_enter` saves/restores all host callee-saved registers and
+    // returns here on the guest's next exit.
+    unsafe {
+        asm!(
+            "msr vttbr_el2, {vttbr}",
+            "msr vtcr_el2, {vtcr}",
+            "msr sctlr_el1, {sctlr}",
+            "msr sp_el1, {sp}",
+            "msr elr_el2, {pc}",
+            "msr spsr_el2, {spsr}",
+            "msr hcr_el2, {hcr}",
+            "isb",
+            vttbr = in(reg) vcpu.vttbr,
+            vtcr = in(reg) vcpu.vtcr,
+            sctlr = in(reg) vcpu.sctlr_el1,
+            sp = in(reg) vcpu.sp_el1,
+            pc = in(reg) vcpu.pc,
+            spsr = in(reg) vcpu.spsr,
+            hcr = in(reg) hcr,
+            options(nostack),
+        );
+        vector = crate::boot::__guest_enter(vcpu);
+    }
+    let (esr, far, hpfar, elr, spsr, sp, sctlr): (u64, u64, u64, u64, u64, u64, u64);
+    // SAFETY: reading EL2/EL1 system registers has no side effects.
+    unsafe {
+        asm!(
+            "mrs {esr}, esr_el2",
+            "mrs {far}, far_el2",
+            "mrs {hpfar}, hpfar_el2",
+            "mrs {elr}, elr_el2",
+            "mrs {spsr}, spsr_el2",
+            "mrs {sp}, sp_el1",
+            "mrs {sctlr}, sctlr_el1",
+            esr = out(reg) esr,
+            far = out(reg) far,
+            hpfar = out(reg) hpfar,
+            elr = out(reg) elr,
+            spsr = out(reg) spsr,
+            sp = out(reg) sp,
+            sctlr = out(reg) sctlr,
+            options(nomem, nostack),
+        );
+    }
+    vcpu.pc = elr;
+    vcpu.spsr = spsr;
+    vcpu.sp_el1 = sp;
+    vcpu.sctlr_el1 = sctlr;
+    GuestExit {
+        vector_raw: vector as u8,
+        syndrome: esr,
+        far,
+        ifar: far,
+        hpfar,
+        elr,
+        spsr,
+    }
+}
+
+/// Invalidates stage-1+2 TLB entries for the VMID in `vttbr`.
+pub fn invalidate_guest_tlb(vttbr: u64) {
+    // SAFETY: TLB maintenance for the guest's VMID; VTTBR_EL2 is rewritten
+    // by every `run_guest` anyway.
+    unsafe {
+        asm!(
+            "msr vttbr_el2, {0}",
+            "isb",
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            in(reg) vttbr,
+            options(nostack),
+        );
+    }
+}
+
+extern "C" {
+    static __guest_start: u8;
+    static __guest_end: u8;
+    static __guest_entry: u8;
+    static __guest_data_start: u8;
+    static __guest_data_end: u8;
+    static __image_end: u8;
+    static __ram_end: u8;
+}
+
+fn sym(s: &u8) -> usize {
+    s as *const u8 as usize
+}
+
+/// PA range of the guest program.
+pub fn guest_code() -> core::ops::Range<usize> {
+    // SAFETY: linker-defined symbols; only their addresses are used.
+    unsafe { sym(&__guest_start)..sym(&__guest_end) }
+}
+
+pub fn guest_entry_offset() -> usize {
+    // SAFETY: as above.
+    unsafe { sym(&__guest_entry) - sym(&__guest_start) }
+}
+
+pub fn guest_data() -> core::ops::Range<usize> {
+    // SAFETY: as above.
+    unsafe { sym(&__guest_data_start)..sym(&__guest_data_end) }
+}
+
+pub fn free_ram() -> core::ops::Range<usize> {
+    // SAFETY: as above.
+    unsafe { sym(&__image_end)..sym(&__ram_end) }
+}
+
+// The guest program (EL1, MMU off, position independent). Interprets the
+// commands of `hyp_common::cmd`: x0 opcode, x1 address, x2 value, x3 count,
+// x4 stride, x5/x6 FILL scratch, x8..x15 address list. After each command it
+// executes `hvc #<opcode>`.
+global_asm!(
+    r#"
+    .section .guest_text, "ax"
+    .balign 2048
+guest_vectors:                      // any guest exception -> report to EL2
+    .rept 16
+    hvc     #0xfffe
+    b       .
+    .balign 128
+    .endr
+
+    .global __guest_entry
+__guest_entry:
+    adr     x9, guest_vectors
+    msr     vbar_el1, x9
+    isb
+    mov     x0, #42
+    hvc     #0
+guest_loop:
+    cmp     x0, #1
+    b.eq    10f
+    cmp     x0, #2
+    b.eq    20f
+    cmp     x0, #3
+    b.eq    30f
+    cmp     x0, #4
+    b.eq    40f
+    cmp     x0, #5
+    b.eq    50f
+    hvc     #0xffff
+    b       guest_loop
+
+10: ldr     w2, [x1]                // LOAD
+    hvc     #1
+    b       guest_loop
+
+20: str     w2, [x1]                // STORE
+    hvc     #2
+    b       guest_loop
+
+30: mov     x5, x1                  // FILL
+    mov     x6, x3
+31: cbz     x6, 32f
+    str     w2, [x5]
+    add     x5, x5, x4
+    sub     x6, x6, #1
+    b       31b
+32: hvc     #3
+    b       guest_loop
+
+40:                                 // LOAD_LIST x8..x15, count x3
+    .irp    n, 8, 9, 10, 11, 12, 13, 14, 15
+    cmp     x3, #(\n - 7)
+    b.lo    48f
+    ldr     w\n, [x\n]
+    .endr
+48: hvc     #4
+    b       guest_loop
+
+50:                                 // STORE_LIST x8..x15, count x3
+    .irp    n, 8, 9, 10, 11, 12, 13, 14, 15
+    cmp     x3, #(\n - 7)
+    b.lo    58f
+    str     w2, [x\n]
+    .endr
+58: hvc     #5
+    b       guest_loop
+"#
+);

@@ -1,0 +1,164 @@
+//! Example hypervisor for QEMU `virt` with a Cortex-A53 at EL2.
+//!
+//! Platform layer: boot (`boot`), PL011 output (`uart`), semihosting exit
+//! (`semihosting`), EL2 stage-1 MMU enable (`mmu`), guest entry/exit and the
+//! guest program (`guest`), tied together as [`A53`] implementing
+//! [`hyp_common::Platform`]. `main` currently runs the platform self-tests.
+#![no_std]
+#![no_main]
+
+#[cfg(not(target_arch = "aarch64"))]
+compile_error!("qemu-a53 builds only for --target aarch64-unknown-none");
+
+mod boot;
+mod guest;
+mod mmu;
+mod semihosting;
+mod uart;
+
+use core::arch::asm;
+use core::fmt;
+use core::ops::Range;
+use core::panic::PanicInfo;
+use hyp_common::{selftest, Checks, GuestExit, Platform};
+
+pub use guest::VcpuRegs;
+pub use mmu::HypMmuRegs;
+
+/// The Cortex-A53 platform: the hypervisor with its one vcpu.
+pub struct A53 {
+    pub vcpu: VcpuRegs,
+}
+
+impl Platform for A53 {
+    type HypMmuRegs = HypMmuRegs;
+
+    const NAME: &'static str = "a53";
+    const NUM_REGS: usize = 31;
+    const LIST_BASE: usize = 8;
+
+    fn print(args: fmt::Arguments<'_>) {
+        uart::_print(args);
+    }
+
+    fn exit(code: u32) -> ! {
+        semihosting::exit(code)
+    }
+
+    unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
+        // SAFETY: forwarded contract.
+        unsafe { mmu::enable_hyp_mmu(regs) }
+    }
+
+    fn guest_code() -> Range<usize> {
+        guest::guest_code()
+    }
+
+    fn guest_entry_offset() -> usize {
+        guest::guest_entry_offset()
+    }
+
+    fn guest_data() -> Range<usize> {
+        guest::guest_data()
+    }
+
+    fn free_ram() -> Range<usize> {
+        guest::free_ram()
+    }
+
+    fn reg(&self, n: usize) -> u64 {
+        self.vcpu.x[n]
+    }
+
+    fn set_reg(&mut self, n: usize, value: u64) {
+        self.vcpu.x[n] = value;
+    }
+
+    fn pc(&self) -> u64 {
+        self.vcpu.pc
+    }
+
+    fn set_pc(&mut self, pc: u64) {
+        self.vcpu.pc = pc;
+    }
+
+    fn set_stage2(&mut self, enable: bool, vttbr: u64, vtcr: u64) {
+        self.vcpu.stage2 = enable;
+        self.vcpu.vttbr = vttbr;
+        self.vcpu.vtcr = vtcr;
+    }
+
+    fn invalidate_guest_tlb(&mut self) {
+        guest::invalidate_guest_tlb(self.vcpu.vttbr);
+    }
+
+    fn run_guest(&mut self) -> GuestExit {
+        guest::run_guest(&mut self.vcpu)
+    }
+}
+
+fn current_el() -> u64 {
+    let el: u64;
+    // SAFETY: reading CurrentEL has no side effects.
+    unsafe { asm!("mrs {}, CurrentEL", out(reg) el, options(nomem, nostack)) };
+    (el >> 2) & 3
+}
+
+#[no_mangle]
+extern "C" fn hyp_main() -> ! {
+    println!("qemu-a53: Cortex-A53 example hypervisor");
+    let mut checks = Checks::<A53>::new();
+    checks.check("boot_hyp_mode", current_el() == 2);
+
+    // TEMPORARY self-test map; the scenario uses pt-hyp's tables instead.
+    let regs = mmu::selftest_identity_map();
+    // SAFETY: the self-test map covers all of RAM (code, data, stack) and the
+    // UART at their identity addresses.
+    unsafe { A53::enable_hyp_mmu(&regs) };
+    let sctlr = mmu::sctlr_el2();
+    checks.check(
+        "hyp_mmu_enabled",
+        sctlr & (mmu::SCTLR_M | mmu::SCTLR_C | mmu::SCTLR_I)
+            == (mmu::SCTLR_M | mmu::SCTLR_C | mmu::SCTLR_I),
+    );
+    println!(
+        "MMU on: sctlr_el2={:#x} (printing through the device mapping)",
+        sctlr
+    );
+    checks.check("uart_after_mmu", uart::read_reg(uart::PERIPH_ID0) == 0x11);
+    checks.check("hyp_mmu_alias", selftest_alias());
+
+    let mut a53 = A53 {
+        vcpu: VcpuRegs::new(0),
+    };
+    selftest::guest_commands(&mut a53, &mut checks);
+    // SAFETY: S2_L1 is a 4 KiB-aligned static table used for nothing else,
+    // identity mapped (VA == PA).
+    unsafe {
+        selftest::guest_stage2(
+            &mut a53,
+            &mut checks,
+            mmu::S2_L1.as_mut_ptr(),
+            mmu::SELFTEST_VTCR,
+        );
+    }
+    checks.finish()
+}
+
+/// Writes a word through the identity map and reads it through the alias.
+fn selftest_alias() -> bool {
+    static WORD: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let pa = WORD.as_ptr() as usize;
+    let alias = pa - mmu::RAM_BASE + mmu::RAM_ALIAS_VA;
+    // SAFETY: `alias` maps the same RAM word as `WORD` (self-test map).
+    unsafe {
+        core::ptr::write_volatile(pa as *mut u32, 0x600d_cafe);
+        core::ptr::read_volatile(alias as *const u32) == 0x600d_cafe
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    println!("PANIC: {}", info);
+    semihosting::exit(101)
+}
