@@ -1,0 +1,343 @@
+//! The shape of a translation-table tree, derived from the input-address size.
+//!
+//! With the 4 KiB granule every level resolves 9 bits and a page resolves 12, so level `L`
+//! entries cover `2^(12 + 9 * (3 - L))` bytes. A tree needs `ceil((bits - 12) / 9)` levels; the
+//! first (start) level then holds `2^(bits - shift(start))` entries, which may be fewer than 512.
+//!
+//! Stage 2 may instead start one level lower with up to 16 *concatenated* root tables (ARM ARM
+//! D8.2.x / ARMv7 B3.6.x "concatenated translation tables"). The rule used here, the same for
+//! every architecture and both stages (as in Xen's `pa_range_info`): take the stage-1 shape, and
+//! at stage 2 replace a level-0 root of at most 16 entries by that many concatenated level-1
+//! tables. That gives the shapes KVM/ARM uses: 40-bit IPA starts at level 1 with two
+//! concatenated tables, 32-bit IPA at level 1 with four entries, 48-bit at level 0.
+
+use core::fmt;
+
+/// Which translation stage a tree serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Hyp-mode (EL2 / HYP) stage-1 translation of the hypervisor's own virtual addresses.
+    Stage1,
+    /// Stage-2 translation of a guest's intermediate physical addresses.
+    Stage2,
+}
+
+/// The input-address sizes an architecture accepts for one stage, and its first level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The stage these limits describe.
+    pub stage: Stage,
+    /// Smallest input-address size in bits.
+    pub min_ia_bits: u8,
+    /// Largest input-address size in bits.
+    pub max_ia_bits: u8,
+    /// Lowest-numbered level the architecture has (0 on ARMv8, 1 on ARMv7 LPAE).
+    pub min_level: u8,
+}
+
+impl Limits {
+    /// ARMv7 LPAE HYP-mode stage 1 (HTCR.T0SZ 0..=7: 25- to 32-bit VA).
+    pub const ARMV7_STAGE1: Limits = Limits {
+        stage: Stage::Stage1,
+        min_ia_bits: 25,
+        max_ia_bits: 32,
+        min_level: 1,
+    };
+    /// ARMv7 LPAE stage 2 (VTCR.T0SZ is signed 4-bit, -8..=7: 25- to 40-bit IPA).
+    pub const ARMV7_STAGE2: Limits = Limits {
+        stage: Stage::Stage2,
+        min_ia_bits: 25,
+        max_ia_bits: 40,
+        min_level: 1,
+    };
+    /// ARMv8 EL2 stage 1 (TCR_EL2.T0SZ 16..=39: 25- to 48-bit VA).
+    pub const ARMV8_STAGE1: Limits = Limits {
+        stage: Stage::Stage1,
+        min_ia_bits: 25,
+        max_ia_bits: 48,
+        min_level: 0,
+    };
+    /// ARMv8 stage 2 (VTCR_EL2.T0SZ 16..=39: 25- to 48-bit IPA).
+    pub const ARMV8_STAGE2: Limits = Limits {
+        stage: Stage::Stage2,
+        min_ia_bits: 25,
+        max_ia_bits: 48,
+        min_level: 0,
+    };
+}
+
+/// Why a geometry was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeometryError {
+    /// The input-address size is outside what the architecture allows for this stage.
+    UnsupportedInputSize {
+        /// The requested size.
+        bits: u8,
+        /// The smallest allowed size.
+        min: u8,
+        /// The largest allowed size.
+        max: u8,
+    },
+}
+
+impl fmt::Display for GeometryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GeometryError::UnsupportedInputSize { bits, min, max } => {
+                write!(
+                    f,
+                    "{bits}-bit input addresses unsupported (allowed {min}..={max})"
+                )
+            }
+        }
+    }
+}
+
+/// Number of entries in one 4 KiB table.
+pub const ENTRIES_PER_TABLE: usize = 512;
+/// Most concatenated root tables the architecture allows at stage 2.
+pub const MAX_CONCATENATED: usize = 16;
+/// Deepest (leaf-only) level.
+pub const LAST_LEVEL: u8 = 3;
+
+/// The shape of one tree: input size, start level and root size.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    ia_bits: u8,
+    start_level: u8,
+    root_entries: u32,
+}
+
+/// Bits of input address resolved below an entry of `level` (its size is `1 << shift`).
+#[inline]
+pub const fn level_shift(level: u8) -> u32 {
+    12 + 9 * (LAST_LEVEL - level) as u32
+}
+
+/// Bytes covered by one entry of `level`.
+#[inline]
+pub const fn entry_size(level: u8) -> u64 {
+    1u64 << level_shift(level)
+}
+
+impl Geometry {
+    /// Derives the geometry for `ia_bits`-bit input addresses under `limits`.
+    pub fn new(limits: Limits, ia_bits: u8) -> Result<Self, GeometryError> {
+        if ia_bits < limits.min_ia_bits || ia_bits > limits.max_ia_bits {
+            return Err(GeometryError::UnsupportedInputSize {
+                bits: ia_bits,
+                min: limits.min_ia_bits,
+                max: limits.max_ia_bits,
+            });
+        }
+        let levels = (ia_bits as u32 - 12).div_ceil(9) as u8;
+        let mut start_level = 4 - levels;
+        let level0_entries = 1u64 << (ia_bits as u32).saturating_sub(level_shift(0));
+        let concatenate = limits.stage == Stage::Stage2
+            && start_level == 0
+            && level0_entries <= MAX_CONCATENATED as u64;
+        if concatenate || start_level < limits.min_level {
+            start_level += 1;
+        }
+        // The limits of every supported architecture keep the root within 16 tables; a caller
+        // passing home-made limits that break this gets the same typed error.
+        let root_entries = 1u64 << (ia_bits as u32 - level_shift(start_level));
+        if start_level < limits.min_level
+            || root_entries > (MAX_CONCATENATED * ENTRIES_PER_TABLE) as u64
+        {
+            return Err(GeometryError::UnsupportedInputSize {
+                bits: ia_bits,
+                min: limits.min_ia_bits,
+                max: limits.max_ia_bits,
+            });
+        }
+        Ok(Self {
+            ia_bits,
+            start_level,
+            root_entries: root_entries as u32,
+        })
+    }
+
+    /// Size of the input address space in bits.
+    #[inline]
+    pub fn ia_bits(&self) -> u8 {
+        self.ia_bits
+    }
+
+    /// Size of the input address space in bytes.
+    #[inline]
+    pub fn ia_size(&self) -> u64 {
+        1u64 << self.ia_bits
+    }
+
+    /// Level of the root table(s).
+    #[inline]
+    pub fn start_level(&self) -> u8 {
+        self.start_level
+    }
+
+    /// Number of levels walked, root included.
+    #[inline]
+    pub fn levels(&self) -> u8 {
+        LAST_LEVEL + 1 - self.start_level
+    }
+
+    /// Entries in the root, across all concatenated tables.
+    #[inline]
+    pub fn root_entries(&self) -> usize {
+        self.root_entries as usize
+    }
+
+    /// Number of concatenated root tables (1 when the root is a single, possibly partial, table).
+    #[inline]
+    pub fn root_tables(&self) -> usize {
+        self.root_entries().div_ceil(ENTRIES_PER_TABLE)
+    }
+
+    /// Pages allocated for the root (the root is always given whole pages).
+    #[inline]
+    pub fn root_pages(&self) -> usize {
+        self.root_tables()
+    }
+
+    /// Entries of a table at `level` in this tree.
+    #[inline]
+    pub fn entries_at(&self, level: u8) -> usize {
+        if level == self.start_level {
+            self.root_entries()
+        } else {
+            ENTRIES_PER_TABLE
+        }
+    }
+
+    /// Index of the entry for input address `ia` in its table at `level`.
+    #[inline]
+    pub fn index(&self, level: u8, ia: u64) -> usize {
+        ((ia >> level_shift(level)) as usize) & (self.entries_at(level) - 1)
+    }
+
+    /// Greatest number of table pages below the root that mapping one page can need.
+    #[inline]
+    pub fn max_tables_per_map(&self) -> usize {
+        (self.levels() - 1) as usize
+    }
+}
+
+impl fmt::Debug for Geometry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Geometry({}-bit, start L{}, {} root entries in {} table(s))",
+            self.ia_bits,
+            self.start_level,
+            self.root_entries,
+            self.root_tables()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (limits, bits, start level, root entries), worked out by hand from the ARM ARM: a level
+    /// `L` entry covers `2^(12 + 9 * (3 - L))` bytes; the root holds `2^(bits - that)` entries.
+    #[rustfmt::skip]
+    const LEGAL: &[(Limits, u8, u8, usize)] = &[
+        // ARMv8 stage 2 (VTCR_EL2, 4 KiB granule): SL0=0 level 2 up to 30 bits (16..512
+        // entries); SL0=1 level 1 for 31..43 bits (2 entries .. 16 concatenated tables);
+        // SL0=2 level 0 from 44 bits.
+        (Limits::ARMV8_STAGE2, 25, 2, 1 << (25 - 21)),
+        (Limits::ARMV8_STAGE2, 30, 2, 1 << (30 - 21)),
+        (Limits::ARMV8_STAGE2, 31, 1, 1 << (31 - 30)),
+        (Limits::ARMV8_STAGE2, 32, 1, 4),
+        (Limits::ARMV8_STAGE2, 36, 1, 64),
+        (Limits::ARMV8_STAGE2, 39, 1, 512),
+        (Limits::ARMV8_STAGE2, 40, 1, 2 * 512),
+        (Limits::ARMV8_STAGE2, 42, 1, 8 * 512),
+        (Limits::ARMV8_STAGE2, 43, 1, 16 * 512),
+        (Limits::ARMV8_STAGE2, 44, 0, 1 << (44 - 39)),
+        (Limits::ARMV8_STAGE2, 48, 0, 512),
+        // ARMv8 EL2 stage 1 (TCR_EL2): no concatenation, level 0 from 40 bits.
+        (Limits::ARMV8_STAGE1, 25, 2, 16),
+        (Limits::ARMV8_STAGE1, 32, 1, 4),
+        (Limits::ARMV8_STAGE1, 39, 1, 512),
+        (Limits::ARMV8_STAGE1, 40, 0, 2),
+        (Limits::ARMV8_STAGE1, 48, 0, 512),
+        // ARMv7 LPAE stage 2 (VTCR): 32-bit at level 1 with 4 entries; 40-bit at level 1 with
+        // two concatenated tables (T0SZ = -8, SL0 = 1).
+        (Limits::ARMV7_STAGE2, 25, 2, 16),
+        (Limits::ARMV7_STAGE2, 30, 2, 512),
+        (Limits::ARMV7_STAGE2, 31, 1, 2),
+        (Limits::ARMV7_STAGE2, 32, 1, 4),
+        (Limits::ARMV7_STAGE2, 40, 1, 1024),
+        // ARMv7 HYP stage 1 (HTCR): level 1 for 31..32 bits, level 2 below.
+        (Limits::ARMV7_STAGE1, 32, 1, 4),
+        (Limits::ARMV7_STAGE1, 30, 2, 512),
+        (Limits::ARMV7_STAGE1, 25, 2, 16),
+    ];
+
+    #[test]
+    fn every_legal_size_has_the_architected_shape() {
+        for &(limits, bits, start, entries) in LEGAL {
+            let g = Geometry::new(limits, bits).unwrap();
+            assert_eq!(g.start_level(), start, "{limits:?} {bits}");
+            assert_eq!(g.root_entries(), entries, "{limits:?} {bits}");
+            assert_eq!(g.levels(), 4 - start);
+            assert_eq!(g.root_tables(), entries.div_ceil(512));
+        }
+    }
+
+    #[test]
+    fn every_size_in_range_is_legal_and_covers_exactly_the_input_space() {
+        for limits in [
+            Limits::ARMV7_STAGE1,
+            Limits::ARMV7_STAGE2,
+            Limits::ARMV8_STAGE1,
+            Limits::ARMV8_STAGE2,
+        ] {
+            for bits in limits.min_ia_bits..=limits.max_ia_bits {
+                let g = Geometry::new(limits, bits).unwrap();
+                assert!(g.start_level() >= limits.min_level);
+                assert!(g.root_tables() <= MAX_CONCATENATED);
+                let covered = g.root_entries() as u128 * entry_size(g.start_level()) as u128;
+                assert_eq!(covered, 1u128 << bits, "{limits:?} {bits}");
+                if limits.stage == Stage::Stage1 {
+                    assert!(g.root_entries() <= 512, "stage 1 never concatenates");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn illegal_sizes_are_errors() {
+        let cases = [
+            (Limits::ARMV7_STAGE1, 24),
+            (Limits::ARMV7_STAGE1, 33),
+            (Limits::ARMV7_STAGE2, 41),
+            (Limits::ARMV7_STAGE2, 24),
+            (Limits::ARMV8_STAGE1, 49),
+            (Limits::ARMV8_STAGE2, 49),
+            (Limits::ARMV8_STAGE2, 0),
+        ];
+        for (limits, bits) in cases {
+            assert_eq!(
+                Geometry::new(limits, bits),
+                Err(GeometryError::UnsupportedInputSize {
+                    bits,
+                    min: limits.min_ia_bits,
+                    max: limits.max_ia_bits
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn index_of_concatenated_root_uses_the_extra_bits() {
+        let g = Geometry::new(Limits::ARMV8_STAGE2, 40).unwrap();
+        // bit 39 selects the second concatenated table: index 512 + (ia >> 30 & 511)
+        assert_eq!(g.index(1, 0x80_4000_0000), 512 + 1);
+        assert_eq!(g.index(2, 0x80_4020_0000), 1);
+        assert_eq!(g.index(3, 0x80_4020_3000), 3);
+    }
+}

@@ -1,0 +1,232 @@
+//! Mapping: plan (count tables, find conflicts), reserve, then apply without failure.
+
+use super::{check_input, Error, Reserve, TableSource};
+use crate::addr::PhysAddr;
+use crate::format::{Entry, Format};
+use crate::geometry::entry_size;
+use crate::machine::PageAllocator;
+use crate::table::Entries;
+use crate::walk::{LeafFlow, Visitor, Walker};
+
+/// What to map: `[ia, ia + size)` to `[oa, oa + size)` with `attrs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapRequest<A> {
+    /// First input address (page aligned).
+    pub ia: u64,
+    /// Size in bytes (page aligned, non-zero).
+    pub size: u64,
+    /// First output address (page aligned).
+    pub oa: PhysAddr,
+    /// Attributes of every entry written.
+    pub attrs: A,
+    /// The lowest level at which a leaf may be written: 1 allows 1 GiB blocks, 2 allows 2 MiB
+    /// blocks, 3 maps pages only. A block is written only where the format allows one at that
+    /// level and the range covers the whole entry with input and output addresses aligned to it.
+    pub leaf_level: u8,
+    /// Output-address size of the regime (at most the format's); the output range must fit.
+    pub oa_bits: u8,
+}
+
+impl<A> MapRequest<A> {
+    fn oa_at(&self, ia: u64) -> u64 {
+        self.oa.0 + (ia - self.ia)
+    }
+}
+
+fn leaf_ok<F: Format>(req_leaf_level: u8, level: u8, s: u64, e: u64, oa: u64) -> bool {
+    let size = entry_size(level);
+    e - s == size
+        && (level == 3 || (F::block_allowed(level) && level >= req_leaf_level && oa % size == 0))
+}
+
+/// Tables needed to map `[s, e)` (inside one invalid entry of `level`) from `oa`.
+fn missing_tables<F: Format>(leaf_level: u8, level: u8, s: u64, e: u64, oa: u64) -> usize {
+    if leaf_ok::<F>(leaf_level, level, s, e, oa) {
+        return 0;
+    }
+    if level + 1 == 3 {
+        return 1;
+    }
+    let child = entry_size(level + 1);
+    let mut n = 1;
+    let mut cs = s;
+    while cs < e {
+        let ce = ((cs / child) + 1).saturating_mul(child).min(e);
+        n += missing_tables::<F>(leaf_level, level + 1, cs, ce, oa + (cs - s));
+        cs = ce;
+    }
+    n
+}
+
+struct Plan<'r, A> {
+    req: &'r MapRequest<A>,
+    needed: usize,
+}
+
+impl<F: Format, P: PageAllocator> Visitor<F, P> for Plan<'_, F::Attrs> {
+    type Error = Error;
+    const TABLE_VISITS: bool = false;
+
+    fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Error> {
+        let level = run.level();
+        for k in 0..run.len() {
+            let (s, e) = run.covered(k);
+            let want = self.req.oa_at(s);
+            match run.decode(k) {
+                Entry::Invalid => {
+                    self.needed += missing_tables::<F>(self.req.leaf_level, level, s, e, want)
+                }
+                Entry::Leaf { oa, attrs } => {
+                    if oa.0 + (s - run.ia(k)) != want || attrs != self.req.attrs {
+                        return Err(Error::Conflict { ia: s });
+                    }
+                }
+                Entry::Table(_) => {}
+            }
+        }
+        Ok(LeafFlow::Done)
+    }
+}
+
+struct Apply<'r, 's, A, S> {
+    req: &'r MapRequest<A>,
+    src: &'s mut S,
+    /// Level of the first table this walk created: everything below it is known invalid.
+    fresh: Option<u8>,
+}
+
+impl<F: Format, P: PageAllocator, S: TableSource> Visitor<F, P> for Apply<'_, '_, F::Attrs, S> {
+    type Error = Error;
+
+    #[inline]
+    fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Error> {
+        let level = run.level();
+        let fresh = self.fresh.is_some_and(|f| level > f);
+        let len = run.len();
+        let mut k = 0;
+        while k < len {
+            if !fresh && F::is_valid(run.get(k), level) {
+                // Identical to what we would write (the plan checked).
+                k += 1;
+                continue;
+            }
+            let (s, e) = run.covered(k);
+            let oa = self.req.oa_at(s);
+            if leaf_ok::<F>(self.req.leaf_level, level, s, e, oa) {
+                let last_full = if run.fully_covered(len - 1) {
+                    len
+                } else {
+                    len - 1
+                };
+                let mut n = 1;
+                if fresh {
+                    n = last_full.max(k + 1) - k;
+                } else {
+                    while k + n < last_full && !F::is_valid(run.get(k + n), level) {
+                        n += 1;
+                    }
+                }
+                run.fill_leaves(k, n, PhysAddr(oa), self.req.attrs);
+                k += n;
+            } else {
+                let available = self.src.available();
+                let t = self.src.take().ok_or(Error::CacheExhausted {
+                    needed: 1,
+                    available,
+                })?;
+                // Invalid -> table: no break, no invalidation needed.
+                run.set(k, F::encode_table(t, level));
+                if self.fresh.is_none() {
+                    self.fresh = Some(level);
+                }
+                return Ok(LeafFlow::Descend(k));
+            }
+        }
+        Ok(LeafFlow::Done)
+    }
+
+    fn table_post(&mut self, entry: &mut Entries<'_, F, P>) -> Result<(), Error> {
+        if self.fresh == Some(entry.level()) {
+            self.fresh = None;
+        }
+        Ok(())
+    }
+}
+
+fn check<F: Format, P: PageAllocator>(
+    w: &Walker<'_, F, P>,
+    req: &MapRequest<F::Attrs>,
+) -> Result<u64, Error> {
+    let end = check_input(req.ia, req.size, w.geometry().ia_size())?;
+    if req.oa.0 % crate::PAGE_SIZE != 0 {
+        return Err(Error::UnalignedOutput { oa: req.oa.0 });
+    }
+    let bits = req.oa_bits.min(F::MAX_OA_BITS);
+    match req.oa.0.checked_add(req.size) {
+        Some(oend) if oend <= 1u64 << bits => Ok(end),
+        oend => Err(Error::OutputTooLarge {
+            end: oend.unwrap_or(u64::MAX),
+            bits,
+        }),
+    }
+}
+
+fn plan<F: Format, P: PageAllocator>(
+    w: &Walker<'_, F, P>,
+    req: &MapRequest<F::Attrs>,
+    end: u64,
+) -> Result<usize, Error> {
+    let mut p = Plan { req, needed: 0 };
+    w.walk(req.ia, end, &mut p)?;
+    Ok(p.needed)
+}
+
+/// Maps `req`, taking new tables from the tree's allocator.
+///
+/// Identical existing leaves are kept; any other valid mapping in the range is a
+/// [`Error::Conflict`]. The tables needed are counted and reserved first, so on
+/// [`Error::OutOfMemory`] (and on every other error) the tree is unchanged and nothing leaks.
+/// Only invalid entries become valid, so no TLB maintenance is needed.
+pub fn map<F: Format, P: PageAllocator>(
+    w: &Walker<'_, F, P>,
+    req: &MapRequest<F::Attrs>,
+) -> Result<(), Error> {
+    let end = check(w, req)?;
+    let needed = plan(w, req, end)?;
+    let mut reserve = Reserve::fill(w.alloc(), needed).ok_or(Error::OutOfMemory)?;
+    w.walk(
+        req.ia,
+        end,
+        &mut Apply {
+            req,
+            src: &mut reserve,
+            fresh: None,
+        },
+    )
+}
+
+/// Maps `req`, taking new tables only from `src` (a pre-filled cache: the fault path). Fails
+/// with [`Error::CacheExhausted`] before touching the tree when `src` holds too few pages.
+pub fn map_from<F: Format, P: PageAllocator, S: TableSource>(
+    w: &Walker<'_, F, P>,
+    req: &MapRequest<F::Attrs>,
+    src: &mut S,
+) -> Result<(), Error> {
+    let end = check(w, req)?;
+    let needed = plan(w, req, end)?;
+    if src.available() < needed {
+        return Err(Error::CacheExhausted {
+            needed,
+            available: src.available(),
+        });
+    }
+    w.walk(
+        req.ia,
+        end,
+        &mut Apply {
+            req,
+            src,
+            fresh: None,
+        },
+    )
+}

@@ -1,0 +1,74 @@
+//! Changing the attributes of existing leaves (permission-only: no break needed).
+
+use super::unmap::{FindPartial, PartialBlock};
+use super::Error;
+use crate::addr::PhysAddr;
+use crate::format::{Entry, Format};
+use crate::machine::{Maintenance, PageAllocator};
+use crate::table::Entries;
+use crate::tlb::TlbBatch;
+use crate::walk::{LeafFlow, Visitor, Walker};
+
+struct Update<'t, 'm, M: Maintenance, G> {
+    f: G,
+    tlb: &'t mut TlbBatch<'m, M>,
+    changed: usize,
+}
+
+impl<F, P, M, G> Visitor<F, P> for Update<'_, '_, M, G>
+where
+    F: Format,
+    P: PageAllocator,
+    M: Maintenance,
+    G: FnMut(u64, u8, PhysAddr, F::Attrs) -> F::Attrs,
+{
+    type Error = core::convert::Infallible;
+    const TABLE_VISITS: bool = false;
+
+    fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Self::Error> {
+        let level = run.level();
+        for k in 0..run.len() {
+            if let Entry::Leaf { oa, attrs } = run.decode(k) {
+                let ia = run.ia(k);
+                let new = (self.f)(ia, level, oa, attrs);
+                if new != attrs {
+                    // Same output address and size: a permission/attribute change, which
+                    // needs no break, only the invalidation of the old entry.
+                    run.set(k, F::encode_leaf(oa, new, level));
+                    self.tlb.leaf(ia, level);
+                    self.changed += 1;
+                }
+            }
+        }
+        Ok(LeafFlow::Done)
+    }
+}
+
+/// Rewrites the attributes of every leaf in `[start, start + size)` with
+/// `f(entry_ia, level, oa, old_attrs)` (`stage2_wp_range`, `kvm_mmu_write_protect_pt_masked`,
+/// setting or clearing the access flag). Leaves whose attributes do not change are not written.
+/// Each changed leaf gets one invalidation in `tlb`'s batch, synced before returning. Returns
+/// the number of leaves changed.
+pub fn update<F, P, M, G>(
+    w: &Walker<'_, F, P>,
+    start: u64,
+    size: u64,
+    partial: PartialBlock,
+    tlb: &mut TlbBatch<'_, M>,
+    f: G,
+) -> Result<usize, Error>
+where
+    F: Format,
+    P: PageAllocator,
+    M: Maintenance,
+    G: FnMut(u64, u8, PhysAddr, F::Attrs) -> F::Attrs,
+{
+    let end = super::check_input(start, size, w.geometry().ia_size())?;
+    if partial == PartialBlock::Refuse {
+        w.walk(start, end, &mut FindPartial)?;
+    }
+    let mut v = Update { f, tlb, changed: 0 };
+    let Ok(()) = w.walk(start, end, &mut v);
+    v.tlb.sync();
+    Ok(v.changed)
+}

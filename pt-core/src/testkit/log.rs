@@ -1,0 +1,80 @@
+//! The per-thread recording of operations, in order.
+
+use crate::machine::{Barrier, TlbOp};
+use crate::trace::Record;
+use std::cell::RefCell;
+use std::vec::Vec;
+
+use super::bbm::Checker;
+
+std::thread_local! {
+    static LOG: RefCell<Vec<Record>> = const { RefCell::new(Vec::new()) };
+    static CHECKER: RefCell<Checker> = RefCell::new(Checker::default());
+}
+
+pub(crate) fn push(r: Record) {
+    LOG.with(|l| l.borrow_mut().push(r));
+    CHECKER.with(|c| c.borrow_mut().feed(&r));
+}
+
+/// Forgets everything recorded on this thread and resets the checker.
+pub fn reset() {
+    LOG.with(|l| l.borrow_mut().clear());
+    CHECKER.with(|c| *c.borrow_mut() = Checker::default());
+}
+
+/// Forgets the recorded operations but keeps the checker's knowledge of the tables.
+pub fn clear() {
+    LOG.with(|l| l.borrow_mut().clear());
+}
+
+/// A copy of everything recorded on this thread since the last reset or clear.
+pub fn records() -> Vec<Record> {
+    LOG.with(|l| l.borrow().clone())
+}
+
+/// The TLB invalidations recorded since the last reset or clear, in order.
+pub fn tlb_ops() -> Vec<TlbOp> {
+    LOG.with(|l| {
+        l.borrow()
+            .iter()
+            .filter_map(|r| match r {
+                Record::Tlb(op) => Some(*op),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// The barriers recorded since the last reset or clear, in order.
+pub fn barriers() -> Vec<Barrier> {
+    LOG.with(|l| {
+        l.borrow()
+            .iter()
+            .filter_map(|r| match r {
+                Record::Barrier(b) => Some(*b),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// Number of descriptor stores recorded since the last reset or clear.
+pub fn writes() -> usize {
+    LOG.with(|l| {
+        l.borrow()
+            .iter()
+            .filter(|r| matches!(r, Record::Table(crate::TraceEvent::Write { .. })))
+            .count()
+    })
+}
+
+/// Violations of break-before-make (and of the freeing order) seen so far on this thread.
+pub fn violations() -> Vec<std::string::String> {
+    CHECKER.with(|c| c.borrow().violations().to_vec())
+}
+
+/// Takes the violations seen so far, leaving none.
+pub fn take_violations() -> Vec<std::string::String> {
+    CHECKER.with(|c| core::mem::take(&mut c.borrow_mut().violations))
+}

@@ -1,0 +1,216 @@
+//! The one walker: every operation on a tree is a [`Visitor`] on it.
+//!
+//! For a range `[start, end)` the walker visits, in address order, every entry that covers part
+//! of the range at every level:
+//! - a *run* of consecutive non-table entries (invalid or leaf) of one table goes to
+//!   [`Visitor::leaf`] in one call, so mapping N pages of a table is one loop;
+//! - a table entry gets [`Visitor::table_pre`] before its children (which may answer
+//!   [`TableFlow::Skip`]) and [`Visitor::table_post`] after them.
+//!
+//! Entries are re-read after each visit: a leaf visit that turned an entry into a table asks the
+//! walker to descend into it ([`LeafFlow::Descend`]), and a pre-table visit that removed a table
+//! is not descended into. The walker descends once per table, never once per page, and
+//! recursion depth is at most four.
+
+use crate::addr::PhysAddr;
+use crate::format::Format;
+use crate::geometry::{entry_size, Geometry, LAST_LEVEL};
+use crate::machine::PageAllocator;
+use crate::table::Entries;
+use core::marker::PhantomData;
+
+/// What the walker does after a leaf-run visit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafFlow {
+    /// The whole run was handled.
+    Done,
+    /// Entries before `k` were handled and entry `k` is now a table: descend into it (then
+    /// post-visit it) and continue after it.
+    Descend(usize),
+}
+
+/// What the walker does after a pre-table visit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFlow {
+    /// Walk the children (if the entry is still a table).
+    Descend,
+    /// Do not walk the children, and do not post-visit.
+    Skip,
+}
+
+/// An operation on a tree.
+///
+/// All methods receive an [`Entries`] view; for table visits it holds exactly the one table
+/// entry.
+pub trait Visitor<F: Format, P: PageAllocator> {
+    /// Error that stops the walk.
+    type Error;
+
+    /// Whether the walker should call [`table_pre`](Self::table_pre) and
+    /// [`table_post`](Self::table_post) at all.
+    const TABLE_VISITS: bool = true;
+
+    /// A run of non-table entries.
+    fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Self::Error>;
+
+    /// A table entry, before its children.
+    fn table_pre(&mut self, entry: &mut Entries<'_, F, P>) -> Result<TableFlow, Self::Error> {
+        let _ = entry;
+        Ok(TableFlow::Descend)
+    }
+
+    /// A table entry, after its children.
+    fn table_post(&mut self, entry: &mut Entries<'_, F, P>) -> Result<(), Self::Error> {
+        let _ = entry;
+        Ok(())
+    }
+}
+
+/// A tree to walk: its geometry, root and allocator.
+pub struct Walker<'a, F: Format, P: PageAllocator> {
+    geom: Geometry,
+    root: PhysAddr,
+    alloc: &'a P,
+    _f: PhantomData<F>,
+}
+
+impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
+    /// A walker over the tree rooted at `root` (which must have been allocated from `alloc`
+    /// with `geom.root_pages()` zeroed pages and written only through pt-core).
+    pub fn new(geom: Geometry, root: PhysAddr, alloc: &'a P) -> Self {
+        Self {
+            geom,
+            root,
+            alloc,
+            _f: PhantomData,
+        }
+    }
+
+    /// The tree's geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.geom
+    }
+
+    /// The root table (first page of the concatenated root).
+    pub fn root(&self) -> PhysAddr {
+        self.root
+    }
+
+    /// The allocator of the tree.
+    pub fn alloc(&self) -> &'a P {
+        self.alloc
+    }
+
+    /// Visits `[start, end)`. The range must be non-empty and inside the input space
+    /// (`end <= geometry.ia_size()`): callers validate it first.
+    pub fn walk<V: Visitor<F, P>>(&self, start: u64, end: u64, v: &mut V) -> Result<(), V::Error> {
+        debug_assert!(start < end && end <= self.geom.ia_size());
+        self.walk_table(v, self.root, self.geom.start_level(), 0, start, end)
+    }
+
+    /// Visits `[start, end)` inside the subtree whose table at `level` is `table` and covers
+    /// input addresses from `table_ia`. Used to walk a detached subtree (to free it).
+    pub fn walk_subtree<V: Visitor<F, P>>(
+        &self,
+        table: PhysAddr,
+        level: u8,
+        table_ia: u64,
+        v: &mut V,
+    ) -> Result<(), V::Error> {
+        let entries = self.geom.entries_at(level) as u64;
+        let end = table_ia + entries * entry_size(level);
+        self.walk_table(v, table, level, table_ia, table_ia, end)
+    }
+
+    fn walk_table<V: Visitor<F, P>>(
+        &self,
+        v: &mut V,
+        table: PhysAddr,
+        level: u8,
+        table_ia: u64,
+        lo: u64,
+        hi: u64,
+    ) -> Result<(), V::Error> {
+        let base = self.alloc.phys_to_virt(table);
+        let size = entry_size(level);
+        let first = self.geom.index(level, lo);
+        let last = self.geom.index(level, hi - 1);
+        // SAFETY: `table` is a live table of this tree at `level` (the root, or a table reached
+        // through a table descriptor) holding `entries_at(level)` > `last` entries.
+        let view = |first: usize, len: usize| unsafe {
+            Entries::<F, P>::new(self.alloc, table, base, first, len, level, table_ia, lo, hi)
+        };
+        let all = view(first, last + 1 - first);
+        let mut i = first;
+        while i <= last {
+            if level < LAST_LEVEL && F::is_table(all.get(i - first), level) {
+                self.visit_table(
+                    v,
+                    &mut view(i, 1),
+                    level,
+                    table_ia + i as u64 * size,
+                    lo,
+                    hi,
+                    true,
+                )?;
+                i += 1;
+                continue;
+            }
+            // A run of non-table entries: at the last level every entry; above it, up to the
+            // next table entry.
+            let mut j = i + 1;
+            if level < LAST_LEVEL {
+                while j <= last && !F::is_table(all.get(j - first), level) {
+                    j += 1;
+                }
+            }
+            let mut run = view(i, j - i);
+            match v.leaf(&mut run)? {
+                LeafFlow::Done => i = j,
+                LeafFlow::Descend(k) => {
+                    let at = i + k;
+                    debug_assert!(at < j);
+                    if level < LAST_LEVEL && F::is_table(all.get(at - first), level) {
+                        let ia = table_ia + at as u64 * size;
+                        self.visit_table(v, &mut view(at, 1), level, ia, lo, hi, false)?;
+                    }
+                    i = at + 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn visit_table<V: Visitor<F, P>>(
+        &self,
+        v: &mut V,
+        entry: &mut Entries<'_, F, P>,
+        level: u8,
+        entry_ia: u64,
+        lo: u64,
+        hi: u64,
+        pre: bool,
+    ) -> Result<(), V::Error> {
+        if pre && V::TABLE_VISITS && v.table_pre(entry)? == TableFlow::Skip {
+            return Ok(());
+        }
+        // Re-read: the pre-visit may have replaced the table.
+        let desc = entry.get(0);
+        if !F::is_table(desc, level) {
+            return Ok(());
+        }
+        let child = match F::decode(desc, level) {
+            crate::format::Entry::Table(pa) => pa,
+            _ => return Ok(()),
+        };
+        let end = entry_ia.wrapping_add(entry_size(level));
+        let c_hi = if end == 0 || end > hi { hi } else { end };
+        self.walk_table(v, child, level + 1, entry_ia, lo.max(entry_ia), c_hi)?;
+        if V::TABLE_VISITS {
+            v.table_post(entry)?;
+        }
+        Ok(())
+    }
+}
