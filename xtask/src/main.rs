@@ -9,7 +9,6 @@
 //!
 //! std only, on purpose.
 
-use std::collections::BTreeMap;
 use std::env;
 use std::fs;
 use std::io::Read;
@@ -173,7 +172,9 @@ fn backports_stanza(debian_sources: &str) -> Result<String> {
         .take_while(|l| !l.trim().is_empty())
         .collect();
     if !stanza.iter().any(|l| l.starts_with("Suites:")) {
-        return Err(format!("no Suites: line in first stanza of {DEBIAN_SOURCES}"));
+        return Err(format!(
+            "no Suites: line in first stanza of {DEBIAN_SOURCES}"
+        ));
     }
     let mut out = String::new();
     for line in stanza {
@@ -226,7 +227,12 @@ fn setup_qemu() -> Result<()> {
         eprintln!("xtask: backports install failed ({e}); trying the plain package");
         // The update may not have happened if adding the source failed.
         let _ = run(apt_get().arg("update"));
-        run(apt_get().args(["install", "-y", "--no-install-recommends", "qemu-system-arm"]))?;
+        run(apt_get().args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "qemu-system-arm",
+        ]))?;
     }
     match IMAGES.iter().find(|i| !on_path(i.qemu)) {
         Some(i) => Err(format!("{} still missing after install", i.qemu)),
@@ -268,7 +274,8 @@ enum Outcome {
 
 /// What one QEMU run produced.
 struct RunReport {
-    checks: BTreeMap<String, Outcome>,
+    /// In the order first printed.
+    checks: Vec<(String, Outcome)>,
     /// `(passed, failed)` from the `RESULT:` line, if it was printed.
     result: Option<(u32, u32)>,
     status: Option<ExitStatus>,
@@ -281,7 +288,7 @@ impl RunReport {
             && self.status.is_some_and(|s| s.success())
             && matches!(self.result, Some((_, 0)))
             && !self.checks.is_empty()
-            && self.checks.values().all(|o| *o == Outcome::Pass)
+            && self.checks.iter().all(|(_, o)| *o == Outcome::Pass)
     }
 }
 
@@ -289,10 +296,7 @@ fn qemu() -> Result<()> {
     setup_targets()?;
     setup_qemu()?;
     build_all()?;
-    let reports: Vec<RunReport> = IMAGES
-        .iter()
-        .map(run_image)
-        .collect::<Result<Vec<_>>>()?;
+    let reports: Vec<RunReport> = IMAGES.iter().map(run_image).collect::<Result<Vec<_>>>()?;
     print_summary(&reports);
     if reports.iter().all(RunReport::ok) {
         println!("xtask: all images passed");
@@ -357,7 +361,7 @@ fn run_image(image: &Image) -> Result<RunReport> {
         println!("xtask: {} TIMED OUT after {:?}", image.cpu, QEMU_TIMEOUT);
     }
     match status {
-        Some(s) => println!("xtask: {} exit status: {s}", image.cpu),
+        Some(s) => println!("xtask: {} qemu {s}", image.cpu),
         None => println!("xtask: {} exit status unknown", image.cpu),
     }
 
@@ -369,7 +373,7 @@ fn run_image(image: &Image) -> Result<RunReport> {
 
 /// Parses `CHECK <name> ... PASS|FAIL` and `RESULT: N passed, M failed`.
 fn parse_output(out: &str) -> RunReport {
-    let mut checks = BTreeMap::new();
+    let mut checks: Vec<(String, Outcome)> = Vec::new();
     let mut result = None;
     for raw in out.lines() {
         let line = raw.trim_end_matches('\r').trim();
@@ -381,9 +385,10 @@ fn parse_output(out: &str) -> RunReport {
                     Outcome::Fail
                 };
                 // A repeated name that failed once stays failed.
-                let entry = checks.entry(name.trim().to_string()).or_insert(outcome);
-                if outcome == Outcome::Fail {
-                    *entry = Outcome::Fail;
+                match checks.iter_mut().find(|(n, _)| n == name.trim()) {
+                    Some((_, o)) if outcome == Outcome::Fail => *o = Outcome::Fail,
+                    Some(_) => {}
+                    None => checks.push((name.trim().to_string(), outcome)),
                 }
             }
         } else if let Some(rest) = line.strip_prefix("RESULT:") {
@@ -409,7 +414,7 @@ fn parse_result(rest: &str) -> Option<(u32, u32)> {
 fn print_summary(reports: &[RunReport]) {
     let mut names: Vec<&str> = Vec::new();
     for r in reports {
-        for name in r.checks.keys() {
+        for (name, _) in &r.checks {
             if !names.contains(&name.as_str()) {
                 names.push(name);
             }
@@ -427,7 +432,7 @@ fn print_summary(reports: &[RunReport]) {
     for name in &names {
         print!("{name:<width$}");
         for r in reports {
-            let cell = match r.checks.get(*name) {
+            let cell = match r.checks.iter().find(|(n, _)| n == name).map(|(_, o)| o) {
                 Some(Outcome::Pass) => "PASS",
                 Some(Outcome::Fail) => "FAIL",
                 None => "-",
@@ -480,10 +485,12 @@ mod tests {
 
     #[test]
     fn parse() {
-        let r = parse_output("hello\r\nCHECK a ... PASS\r\nCHECK b c ... FAIL\nRESULT: 1 passed, 1 failed\n");
+        let r = parse_output(
+            "hello\r\nCHECK a ... PASS\r\nCHECK b c ... FAIL\nRESULT: 1 passed, 1 failed\n",
+        );
         assert_eq!(r.checks.len(), 2);
-        assert!(r.checks["a"] == Outcome::Pass);
-        assert!(r.checks["b c"] == Outcome::Fail);
+        assert!(r.checks[0] == ("a".to_string(), Outcome::Pass));
+        assert!(r.checks[1] == ("b c".to_string(), Outcome::Fail));
         assert_eq!(r.result, Some((1, 1)));
     }
 }
