@@ -29,7 +29,10 @@ use core::ops::Range;
 /// | `x5`,`x6` / `r5`,`r6`| scratch of [`FILL`] (clobbered)           |
 /// | list registers       | `x8..=x15` / `r5..=r12` ([`Platform::LIST_BASE`]) |
 ///
-/// All accesses are 32-bit words. The guest executes the command and then
+/// The guest starts at `guest_code().start + guest_entry_offset()`, points
+/// its VBAR at its own vectors (clobbering `x9`/`r9` once) and exits with
+/// `hvc #0` and `x0`/`r0` = [`HELLO_VALUE`]; from then on it loops over
+/// commands. All accesses are 32-bit words. The guest executes the command and then
 /// `hvc #<opcode>`, so the HVC immediate says which command completed; the
 /// hypervisor must not advance the pc after an HVC exit (the return address
 /// already points past the `hvc`). Registers other than the ones named for a
