@@ -28,7 +28,8 @@ pub mod trace;
 pub mod walk;
 
 pub use addr::{
-    AddrRange, Address, Ipa, PhysAddr, RangeError, VirtAddr, BLOCK_1G, BLOCK_2M, PAGE_SIZE,
+    AddrRange, Address, Ipa, PhysAddr, RangeError, VirtAddr, BLOCK_1G, BLOCK_2M, PAGE_SHIFT,
+    PAGE_SIZE,
 };
 pub use attrs::{MemType, Perms, Stage1Attrs, Stage2Attrs};
 pub use format::{Entry, Format};

@@ -1,0 +1,78 @@
+//! What pt-hyp needs from an architecture backend, and its two implementations.
+
+use pt_core::{Format, Geometry, Maintenance, PhysAddr, Stage1Attrs, Stage2Attrs};
+
+/// Why an architecture refused to compute a register value (the backend's own error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// From the ARMv7 backend.
+    Armv7(pt_armv7::regs::RegError),
+    /// From the ARMv8 backend.
+    Armv8(pt_armv8::regs::RegError),
+}
+
+/// An architecture: its two descriptor formats, its maintenance instructions and its register
+/// values. Implemented by [`Armv7`] (Cortex-A15, HYP mode) and [`Armv8`] (Cortex-A53, EL2).
+pub trait Arch: 'static {
+    /// Hyp-mode stage-1 descriptor format (HTTBR / TTBR0_EL2 trees).
+    type Hyp: Format<Attrs = Stage1Attrs>;
+    /// Stage-2 descriptor format (VTTBR trees).
+    type S2: Format<Attrs = Stage2Attrs>;
+    /// TLB, cache and barrier instructions.
+    type Maint: Maintenance + Default;
+
+    /// Short name: `"armv7"` or `"armv8"`.
+    const NAME: &'static str;
+    /// Physical-address size of the supported CPU (40 bits on Cortex-A15 and Cortex-A53).
+    const PA_BITS: u8;
+    /// Largest VMID.
+    const MAX_VMID: u16 = 255;
+
+    /// VTTBR value for a stage-2 root at `root` with `geom` and `vmid`.
+    fn vttbr(root: PhysAddr, geom: &Geometry, vmid: u16) -> Result<u64, RegisterError>;
+    /// VTCR value for `geom` with `pa_bits` output addresses.
+    fn vtcr(geom: &Geometry, pa_bits: u8) -> Result<u64, RegisterError>;
+}
+
+/// ARMv7-A with LPAE and the Virtualization Extensions (Cortex-A15 in HYP mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Armv7;
+
+/// ARMv8-A (Cortex-A53 at EL2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Armv8;
+
+impl Arch for Armv7 {
+    type Hyp = pt_armv7::HypFormat;
+    type S2 = pt_armv7::S2Format;
+    type Maint = pt_armv7::Maint;
+    const NAME: &'static str = "armv7";
+    const PA_BITS: u8 = 40;
+
+    fn vttbr(root: PhysAddr, geom: &Geometry, vmid: u16) -> Result<u64, RegisterError> {
+        pt_armv7::regs::vttbr(root, geom, vmid).map_err(RegisterError::Armv7)
+    }
+
+    fn vtcr(geom: &Geometry, _pa_bits: u8) -> Result<u64, RegisterError> {
+        // ARMv7 VTCR has no output-size field: the PA size is fixed at 40 bits.
+        pt_armv7::regs::vtcr(geom)
+            .map(u64::from)
+            .map_err(RegisterError::Armv7)
+    }
+}
+
+impl Arch for Armv8 {
+    type Hyp = pt_armv8::HypFormat;
+    type S2 = pt_armv8::S2Format;
+    type Maint = pt_armv8::Maint;
+    const NAME: &'static str = "armv8";
+    const PA_BITS: u8 = 40;
+
+    fn vttbr(root: PhysAddr, geom: &Geometry, vmid: u16) -> Result<u64, RegisterError> {
+        pt_armv8::regs::vttbr_el2(geom, root, vmid).map_err(RegisterError::Armv8)
+    }
+
+    fn vtcr(geom: &Geometry, pa_bits: u8) -> Result<u64, RegisterError> {
+        pt_armv8::regs::vtcr_el2(geom, pa_bits).map_err(RegisterError::Armv8)
+    }
+}

@@ -1,0 +1,72 @@
+//! Memslots: guest IPA ranges backed by host physical ranges.
+
+use crate::bitmap::Bitmap;
+use pt_core::{Ipa, PhysAddr, PAGE_SHIFT};
+
+/// Identifies a memslot of one VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotId(pub u16);
+
+/// Flags of a memslot (`KVM_MEM_READONLY`, `KVM_MEM_LOG_DIRTY_PAGES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SlotFlags {
+    /// The guest may read but not write: writes are handed back as MMIO.
+    pub readonly: bool,
+    /// Dirty logging is on: pages are mapped read-only and each first write is recorded.
+    pub log_dirty: bool,
+}
+
+/// A memslot as the caller describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotDesc {
+    /// First IPA (page aligned).
+    pub ipa: Ipa,
+    /// Size in bytes (page aligned, non-zero).
+    pub size: u64,
+    /// Host physical address backing `ipa` (page aligned).
+    pub host: PhysAddr,
+    /// Flags.
+    pub flags: SlotFlags,
+}
+
+/// A registered memslot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memslot {
+    /// Its id.
+    pub id: SlotId,
+    /// Its description (flags as currently set).
+    pub desc: SlotDesc,
+    pub(crate) dirty: Option<Bitmap>,
+}
+
+impl Memslot {
+    /// First IPA past the slot.
+    pub fn end(&self) -> u64 {
+        self.desc.ipa.0 + self.desc.size
+    }
+
+    /// True when `ipa` is inside the slot.
+    pub fn contains(&self, ipa: Ipa) -> bool {
+        ipa.0 >= self.desc.ipa.0 && ipa.0 < self.end()
+    }
+
+    /// Number of 4 KiB pages.
+    pub fn pages(&self) -> u64 {
+        self.desc.size >> PAGE_SHIFT
+    }
+
+    /// Host physical address backing `ipa` (which must be inside the slot).
+    pub fn host_of(&self, ipa: Ipa) -> PhysAddr {
+        PhysAddr(self.desc.host.0 + (ipa.0 - self.desc.ipa.0))
+    }
+
+    /// Page index of `ipa` inside the slot (the gfn offset).
+    pub fn page_index(&self, ipa: Ipa) -> u64 {
+        (ipa.0 - self.desc.ipa.0) >> PAGE_SHIFT
+    }
+
+    /// True when dirty logging is on.
+    pub fn logging(&self) -> bool {
+        self.desc.flags.log_dirty
+    }
+}

@@ -1,0 +1,746 @@
+//! The per-VM stage-2 manager.
+
+use crate::arch::Arch;
+use crate::bitmap::Bitmap;
+use crate::cache::PageCache;
+use crate::error::Error;
+use crate::memslot::{Memslot, SlotDesc, SlotId};
+use arrayvec::ArrayVec;
+use core::marker::PhantomData;
+use pt_core::ops::{self, MapRequest, PartialBlock, TableSource};
+use pt_core::{
+    AddrRange, Entries, Entry, Format, Geometry, Ipa, LeafFlow, MemType, PageAllocator, Perms,
+    PhysAddr, Stage2Attrs, TlbBatch, TlbScope, Visitor, Walker, PAGE_SIZE,
+};
+
+/// Most memslots per VM.
+pub const MAX_SLOTS: usize = 32;
+
+/// The largest leaf a mapping may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockSize {
+    /// 4 KiB pages only.
+    Page,
+    /// 2 MiB blocks where the range and both addresses are aligned, pages elsewhere.
+    Block2M,
+    /// 1 GiB blocks where aligned, then 2 MiB blocks, then pages.
+    Block1G,
+}
+
+impl BlockSize {
+    /// The lowest level a leaf may be written at.
+    pub const fn leaf_level(self) -> u8 {
+        match self {
+            BlockSize::Page => 3,
+            BlockSize::Block2M => 2,
+            BlockSize::Block1G => 1,
+        }
+    }
+
+    /// Bytes of the largest leaf.
+    pub const fn bytes(self) -> u64 {
+        pt_core::entry_size(self.leaf_level())
+    }
+}
+
+/// The stage-2 mapping of one IPA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct S2Translation {
+    /// Host physical address of the IPA asked for (page offset included).
+    pub pa: PhysAddr,
+    /// Attributes of the leaf.
+    pub attrs: Stage2Attrs,
+    /// Level of the leaf (3 = 4 KiB page, 2 = 2 MiB block, 1 = 1 GiB block).
+    pub level: u8,
+    /// First IPA of the leaf.
+    pub leaf_ipa: Ipa,
+    /// Bytes the leaf maps.
+    pub size: u64,
+}
+
+/// The stage-2 tables of one VM, its VMID and memslots: what KVM/ARM keeps in `kvm->arch`
+/// (`pgd`, `vmid`, `vttbr`) and `kvm->memslots`.
+///
+/// Every method issues the TLB and cache maintenance its change needs, batched, before it
+/// returns; break-before-make holds throughout. Methods take `&mut self`: the caller's lock
+/// around the VM plays the role of KVM's `mmu_lock`. The tree is freed on drop
+/// (`kvm_free_stage2_pgd`).
+pub struct Stage2<A: Arch, P: PageAllocator> {
+    alloc: P,
+    geom: Geometry,
+    root: PhysAddr,
+    vmid: u16,
+    vttbr: u64,
+    vtcr: u64,
+    pa_bits: u8,
+    maint: A::Maint,
+    slots: ArrayVec<Memslot, MAX_SLOTS>,
+    next_slot: u16,
+    _a: PhantomData<A>,
+}
+
+impl<A: Arch, P: PageAllocator> Stage2<A, P> {
+    /// Allocates the zeroed root of a stage-2 tree for `ipa_bits`-bit IPAs (two concatenated,
+    /// 8 KiB-aligned tables for 40 bits; one table of four entries for 32 bits; any size the
+    /// architecture allows) and computes VTTBR and VTCR (`kvm_alloc_stage2_pgd`).
+    pub fn new(alloc: P, ipa_bits: u8, vmid: u16) -> Result<Self, Error> {
+        let geom = Geometry::new(<A::S2 as Format>::LIMITS, ipa_bits)?;
+        let pa_bits = A::PA_BITS;
+        let vtcr = A::vtcr(&geom, pa_bits)?;
+        if vmid > A::MAX_VMID {
+            // Checked before allocating so nothing needs undoing.
+            A::vttbr(PhysAddr(0), &geom, vmid)?;
+        }
+        let pages = geom.root_pages();
+        let root = if pages == 1 {
+            alloc.alloc_zeroed()
+        } else {
+            alloc.alloc_contiguous_zeroed(pages)
+        }
+        .ok_or(Error::OutOfMemory)?;
+        let vttbr = match A::vttbr(root, &geom, vmid) {
+            Ok(v) => v,
+            Err(e) => {
+                alloc.free(root, pages);
+                return Err(e.into());
+            }
+        };
+        Ok(Self {
+            alloc,
+            geom,
+            root,
+            vmid,
+            vttbr,
+            vtcr,
+            pa_bits,
+            maint: A::Maint::default(),
+            slots: ArrayVec::new(),
+            next_slot: 0,
+            _a: PhantomData,
+        })
+    }
+
+    /// VTTBR value: root address and VMID (`kvm->arch.vttbr`).
+    pub fn vttbr(&self) -> u64 {
+        self.vttbr
+    }
+
+    /// VTCR value for this VM's IPA size.
+    pub fn vtcr(&self) -> u64 {
+        self.vtcr
+    }
+
+    /// The VMID.
+    pub fn vmid(&self) -> u16 {
+        self.vmid
+    }
+
+    /// The tree's geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.geom
+    }
+
+    /// Physical address of the root table.
+    pub fn root(&self) -> PhysAddr {
+        self.root
+    }
+
+    /// The page allocator.
+    pub fn allocator(&self) -> &P {
+        &self.alloc
+    }
+
+    /// Pages a fault may take from the top-up cache: one table per level below the root, plus
+    /// one for a block split.
+    pub fn fault_pages(&self) -> usize {
+        self.geom.max_tables_per_map() + 1
+    }
+
+    pub(crate) fn walker(&self) -> Walker<'_, A::S2, P> {
+        Walker::new(self.geom, self.root, &self.alloc)
+    }
+
+    pub(crate) fn tlb(&self) -> TlbBatch<'_, A::Maint> {
+        TlbBatch::new(&self.maint, TlbScope::Stage2 { vttbr: self.vttbr })
+    }
+
+    /// The maintenance backend (cache maintenance for the fault path).
+    pub fn maint(&self) -> &A::Maint {
+        &self.maint
+    }
+
+    fn request(
+        &self,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        attrs: Stage2Attrs,
+        blocks: BlockSize,
+    ) -> MapRequest<Stage2Attrs> {
+        MapRequest {
+            ia: ipa.0,
+            size,
+            oa: pa,
+            attrs,
+            leaf_level: blocks.leaf_level(),
+            oa_bits: self.pa_bits,
+        }
+    }
+
+    /// Maps `[ipa, ipa + size)` to host memory at `pa` with `attrs`, using leaves up to
+    /// `blocks` where alignment allows, tables from the allocator (`stage2_set_pte`,
+    /// `stage2_set_pmd_huge`, `stage2_set_pud_huge`). Existing identical leaves are kept; any
+    /// other existing mapping is [`Error::Conflict`]. Only invalid entries are written, so no
+    /// TLB invalidation is needed. On error the tree is unchanged.
+    pub fn map(
+        &mut self,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        attrs: Stage2Attrs,
+        blocks: BlockSize,
+    ) -> Result<(), Error> {
+        let req = self.request(ipa, pa, size, attrs, blocks);
+        ops::map(&self.walker(), &req).map_err(Error::from)
+    }
+
+    /// Maps guest RAM with `perms` (normal write-back memory, access flag set).
+    pub fn map_ram(
+        &mut self,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        perms: Perms,
+        blocks: BlockSize,
+    ) -> Result<(), Error> {
+        self.map(ipa, pa, size, Stage2Attrs::ram(perms), blocks)
+    }
+
+    /// Maps a device range page by page with device nGnRE attributes, never executable
+    /// (`kvm_phys_addr_ioremap`).
+    pub fn map_device(
+        &mut self,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        writable: bool,
+    ) -> Result<(), Error> {
+        self.map(
+            ipa,
+            pa,
+            size,
+            Stage2Attrs::device(writable),
+            BlockSize::Page,
+        )
+    }
+
+    /// Like [`map`](Self::map), but new tables come only from `cache` (the fault path, under
+    /// the VM's lock): fails with [`Error::CacheExhausted`] before touching the tree when the
+    /// cache holds too few pages, and never calls the allocator.
+    pub fn map_cached<const N: usize>(
+        &mut self,
+        cache: &mut PageCache<N>,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        attrs: Stage2Attrs,
+        blocks: BlockSize,
+    ) -> Result<(), Error> {
+        let req = self.request(ipa, pa, size, attrs, blocks);
+        ops::map_from(&self.walker(), &req, cache).map_err(Error::from)
+    }
+
+    /// Unmaps `[ipa, ipa + size)` (`unmap_stage2_range`): every leaf cleared, every table that
+    /// becomes empty freed, the TLB entries invalidated (one by-IPA invalidation per leaf, or
+    /// one whole-VMID flush above the batch threshold, always on ARMv7) before any table is
+    /// freed. A block the range covers in part is unmapped whole, as KVM does; the guest faults
+    /// the rest back in.
+    pub fn unmap_range(&mut self, ipa: Ipa, size: u64) -> Result<(), Error> {
+        let w = self.walker();
+        let mut tlb = self.tlb();
+        ops::unmap(&w, ipa.0, size, PartialBlock::Whole, &mut tlb).map_err(Error::from)
+    }
+
+    /// Unmaps the RAM of every memslot (`stage2_unmap_vm`).
+    pub fn unmap_vm(&mut self) -> Result<(), Error> {
+        let ranges: ArrayVec<(Ipa, u64), MAX_SLOTS> = self
+            .slots
+            .iter()
+            .map(|s| (s.desc.ipa, s.desc.size))
+            .collect();
+        for (ipa, size) in ranges {
+            self.unmap_range(ipa, size)?;
+        }
+        Ok(())
+    }
+
+    /// Invalidates every TLB entry of this VM's VMID (`kvm_flush_remote_tlbs`).
+    pub fn flush_tlb(&self) {
+        let mut tlb = self.tlb();
+        tlb.invalidate_all();
+        tlb.sync();
+    }
+
+    /// The mapping of `ipa`, or `None`.
+    pub fn translate(&self, ipa: Ipa) -> Option<S2Translation> {
+        let t = ops::translate(&self.walker(), ipa.0)?;
+        Some(S2Translation {
+            pa: t.oa,
+            attrs: t.attrs,
+            level: t.level,
+            leaf_ipa: Ipa(t.leaf_ia),
+            size: t.size(),
+        })
+    }
+
+    /// Clears the block that maps `ipa` and invalidates it, so that pages can be mapped in its
+    /// place (`stage2_dissolve_pmd`, `stage2_dissolve_pud`). While the block's memslot is dirty
+    /// logging, every page of the block is marked dirty (its contents may have changed through
+    /// the block). Returns false when `ipa` is not mapped by a block.
+    pub fn dissolve_block(&mut self, ipa: Ipa) -> Result<bool, Error> {
+        let Some(t) = self.translate(ipa) else {
+            return Ok(false);
+        };
+        if t.level == 3 {
+            return Ok(false);
+        }
+        self.unmap_range(t.leaf_ipa, t.size)?;
+        if let Some(slot) = self.slot_index(t.leaf_ipa) {
+            if let Some(bm) = self.slots[slot].dirty {
+                let s = &self.slots[slot];
+                let first = s.page_index(t.leaf_ipa);
+                let last = (first + (t.size >> 12)).min(s.pages());
+                for i in first..last {
+                    bm.set(&self.alloc, i);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Splits the block that maps `ipa`, down to pages, keeping every translation (a 1 GiB
+    /// block becomes 2 MiB blocks, the one holding `ipa` then pages): block -> invalid ->
+    /// invalidate -> table, with the new tables from `cache`. Returns the number of splits.
+    pub fn split_block<const N: usize>(
+        &mut self,
+        cache: &mut PageCache<N>,
+        ipa: Ipa,
+    ) -> Result<usize, Error> {
+        let needed = match self.translate(ipa) {
+            Some(t) if t.level < 3 => (3 - t.level) as usize,
+            Some(_) => return Ok(0),
+            None => return Err(Error::NotMapped { ia: ipa.0 }),
+        };
+        if cache.available() < needed {
+            return Err(Error::CacheExhausted {
+                needed,
+                available: cache.available(),
+            });
+        }
+        let mut splits = 0;
+        let w = self.walker();
+        let mut tlb = self.tlb();
+        while ops::split_block(&w, ipa.0, cache, &mut tlb)? {
+            splits += 1;
+        }
+        Ok(splits)
+    }
+
+    fn write_protect(&mut self, ipa: u64, size: u64) -> Result<usize, Error> {
+        let w = self.walker();
+        let mut tlb = self.tlb();
+        ops::update(
+            &w,
+            ipa,
+            size,
+            PartialBlock::Whole,
+            &mut tlb,
+            |_, _, _, a: Stage2Attrs| {
+                if a.perms.write() {
+                    Stage2Attrs {
+                        perms: a.perms.without(Perms::W),
+                        logged: true,
+                        ..a
+                    }
+                } else {
+                    a
+                }
+            },
+        )
+        .map_err(Error::from)
+    }
+
+    /// Write-protects every leaf in `[ipa, ipa + size)` for dirty logging (`stage2_wp_range`):
+    /// each writable leaf loses write permission and gets the software "logged" bit, so the
+    /// fault path knows it may give write permission back. One invalidation per changed leaf
+    /// (or one VMID flush). Returns the number of leaves changed.
+    pub fn write_protect_range(&mut self, ipa: Ipa, size: u64) -> Result<usize, Error> {
+        self.write_protect(ipa.0, size)
+    }
+
+    /// Write-protects every leaf of memslot `id` (`kvm_mmu_wp_memory_region`).
+    pub fn write_protect_slot(&mut self, id: SlotId) -> Result<usize, Error> {
+        let s = *self.slot(id).ok_or(Error::NoSuchSlot(id))?;
+        self.write_protect(s.desc.ipa.0, s.desc.size)
+    }
+
+    /// Write-protects the pages `gfn_offset + i` of memslot `id` for every bit `i` set in
+    /// `mask` (`kvm_mmu_write_protect_pt_masked`), one range per run of set bits, all in one
+    /// TLB batch per run.
+    pub fn write_protect_masked(
+        &mut self,
+        id: SlotId,
+        gfn_offset: u64,
+        mask: u64,
+    ) -> Result<usize, Error> {
+        let s = *self.slot(id).ok_or(Error::NoSuchSlot(id))?;
+        let mut changed = 0;
+        let mut m = mask;
+        while m != 0 {
+            let first = m.trailing_zeros() as u64;
+            let run = (m >> first).trailing_ones() as u64;
+            let page = gfn_offset
+                .checked_add(first)
+                .filter(|p| p + run <= s.pages());
+            let page = page.ok_or(Error::OutsideSlot {
+                slot: id,
+                at: gfn_offset + first,
+            })?;
+            changed += self.write_protect(s.desc.ipa.0 + (page << 12), run << 12)?;
+            m &= !(((1u128 << run) - 1) << first) as u64;
+        }
+        Ok(changed)
+    }
+
+    /// Gives write permission back to the leaf mapping `ipa` if dirty logging had taken it
+    /// (the "logged" bit): the write-fault path of a logging slot. Returns false when the leaf
+    /// was not write-protected by logging.
+    pub fn make_writable(&mut self, ipa: Ipa) -> Result<bool, Error> {
+        let w = self.walker();
+        let mut tlb = self.tlb();
+        let page = ipa.0 & !(PAGE_SIZE - 1);
+        let n = ops::update(
+            &w,
+            page,
+            PAGE_SIZE,
+            PartialBlock::Whole,
+            &mut tlb,
+            |_, _, _, a: Stage2Attrs| {
+                if a.logged {
+                    Stage2Attrs {
+                        perms: a.perms.with(Perms::W),
+                        logged: false,
+                        ..a
+                    }
+                } else {
+                    a
+                }
+            },
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Cleans and invalidates the data cache of everything mapped in every memslot, a whole
+    /// block at once where a block is mapped (`stage2_flush_vm`). Returns the number of range
+    /// operations issued.
+    pub fn flush_dcache_vm(&self) -> usize {
+        let w = self.walker();
+        self.slots
+            .iter()
+            .map(|s| ops::clean_dcache(&w, s.desc.ipa.0, s.end(), &self.maint))
+            .sum()
+    }
+
+    /// Whether the leaf mapping `ipa` has its access flag set (`kvm_test_age_hva`).
+    pub fn test_age(&self, ipa: Ipa) -> bool {
+        self.translate(ipa).is_some_and(|t| t.attrs.accessed)
+    }
+
+    fn set_af(&mut self, ipa: Ipa, accessed: bool) -> Result<bool, Error> {
+        let w = self.walker();
+        let mut tlb = self.tlb();
+        let page = ipa.0 & !(PAGE_SIZE - 1);
+        let mut was = false;
+        ops::update(
+            &w,
+            page,
+            PAGE_SIZE,
+            PartialBlock::Whole,
+            &mut tlb,
+            |_, _, _, a: Stage2Attrs| {
+                was = a.accessed;
+                Stage2Attrs { accessed, ..a }
+            },
+        )?;
+        Ok(was)
+    }
+
+    /// Clears the access flag of the leaf mapping `ipa` and says whether it was set
+    /// (`kvm_age_hva`); the next guest access takes an access-flag fault.
+    pub fn test_and_clear_age(&mut self, ipa: Ipa) -> Result<bool, Error> {
+        self.set_af(ipa, false)
+    }
+
+    /// Sets the access flag of the leaf mapping `ipa` (`handle_access_fault`). Returns whether
+    /// it was already set. Setting it is a permission-only change: no break, but the old entry
+    /// is invalidated.
+    pub fn set_access_flag(&mut self, ipa: Ipa) -> Result<bool, Error> {
+        if self.translate(ipa).is_none() {
+            return Err(Error::NotMapped { ia: ipa.0 });
+        }
+        self.set_af(ipa, true)
+    }
+
+    /// Points the page mapping `ipa` at `new_pa`, keeping its attributes, with break-before-make
+    /// (`kvm_set_spte_hva`, the MMU notifier's change_pte). A block at `ipa` is dissolved
+    /// instead and the page left for the next fault, as KVM does. Returns whether a page was
+    /// replaced.
+    pub fn replace_page(&mut self, ipa: Ipa, new_pa: PhysAddr) -> Result<bool, Error> {
+        if new_pa.0 % PAGE_SIZE != 0 {
+            return Err(Error::UnalignedOutput { oa: new_pa.0 });
+        }
+        if new_pa
+            .0
+            .checked_add(PAGE_SIZE)
+            .is_none_or(|e| e > 1u64 << self.pa_bits)
+        {
+            return Err(Error::OutputTooLarge {
+                end: new_pa.0.saturating_add(PAGE_SIZE),
+                bits: self.pa_bits,
+            });
+        }
+        match self.translate(ipa) {
+            None => Ok(false),
+            Some(t) if t.level < 3 => self.dissolve_block(ipa).map(|_| false),
+            Some(_) => {
+                let w = self.walker();
+                let mut tlb = self.tlb();
+                let page = ipa.0 & !(PAGE_SIZE - 1);
+                let mut v = Replace {
+                    new_pa,
+                    tlb: &mut tlb,
+                };
+                let Ok(()) = w.walk(page, page + PAGE_SIZE, &mut v);
+                Ok(true)
+            }
+        }
+    }
+
+    // ----- memslots -------------------------------------------------------------------
+
+    /// Registers a memslot (`kvm_arch_prepare_memory_region`): page aligned, inside the IPA
+    /// space and the output size, not overlapping another slot. Nothing is mapped: RAM is
+    /// demand-paged by the fault handler. With `log_dirty` set, a dirty bitmap is allocated.
+    pub fn add_memslot(&mut self, desc: SlotDesc) -> Result<SlotId, Error> {
+        let r = AddrRange::new(desc.ipa, desc.size)?;
+        if r.end().0 > self.geom.ia_size() {
+            return Err(Error::InputTooLarge {
+                end: r.end().0,
+                limit: self.geom.ia_size(),
+            });
+        }
+        AddrRange::new(desc.host, desc.size)?;
+        if desc.host.0 + desc.size > 1u64 << self.pa_bits {
+            return Err(Error::OutputTooLarge {
+                end: desc.host.0 + desc.size,
+                bits: self.pa_bits,
+            });
+        }
+        if let Some(s) = self
+            .slots
+            .iter()
+            .find(|s| AddrRange::new(s.desc.ipa, s.desc.size).is_ok_and(|o| o.overlaps(&r)))
+        {
+            return Err(Error::SlotOverlap { existing: s.id });
+        }
+        if self.slots.is_full() {
+            return Err(Error::TooManySlots);
+        }
+        let dirty = if desc.flags.log_dirty {
+            Some(Bitmap::alloc(&self.alloc, desc.size >> 12).ok_or(
+                if desc.size >> 12 > 16 * crate::bitmap::BITS_PER_PAGE {
+                    Error::SlotTooLarge { size: desc.size }
+                } else {
+                    Error::OutOfMemory
+                },
+            )?)
+        } else {
+            None
+        };
+        let id = SlotId(self.next_slot);
+        self.next_slot = self.next_slot.wrapping_add(1);
+        self.slots.push(Memslot { id, desc, dirty });
+        Ok(id)
+    }
+
+    /// Unmaps and forgets memslot `id` (`kvm_arch_flush_shadow_memslot`), freeing its bitmap.
+    pub fn remove_memslot(&mut self, id: SlotId) -> Result<(), Error> {
+        let i = self
+            .slots
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or(Error::NoSuchSlot(id))?;
+        let s = self.slots[i];
+        self.unmap_range(s.desc.ipa, s.desc.size)?;
+        if let Some(bm) = s.dirty {
+            bm.free(&self.alloc);
+        }
+        self.slots.remove(i);
+        Ok(())
+    }
+
+    /// Memslot `id`.
+    pub fn slot(&self, id: SlotId) -> Option<&Memslot> {
+        self.slots.iter().find(|s| s.id == id)
+    }
+
+    /// Every memslot.
+    pub fn slots(&self) -> &[Memslot] {
+        &self.slots
+    }
+
+    fn slot_index(&self, ipa: Ipa) -> Option<usize> {
+        self.slots.iter().position(|s| s.contains(ipa))
+    }
+
+    /// The memslot holding `ipa` (`gfn_to_memslot`).
+    pub fn find_slot(&self, ipa: Ipa) -> Option<&Memslot> {
+        self.slot_index(ipa).map(|i| &self.slots[i])
+    }
+
+    /// Starts dirty logging on slot `id`: allocates its bitmap and write-protects what is
+    /// mapped (`KVM_MEM_LOG_DIRTY_PAGES` + `kvm_mmu_wp_memory_region`). Blocks stay blocks
+    /// until their first write fault dissolves them.
+    pub fn enable_dirty_logging(&mut self, id: SlotId) -> Result<(), Error> {
+        let i = self
+            .slots
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or(Error::NoSuchSlot(id))?;
+        if self.slots[i].dirty.is_none() {
+            let bits = self.slots[i].pages();
+            let bm = Bitmap::alloc(&self.alloc, bits).ok_or(
+                if bits > 16 * crate::bitmap::BITS_PER_PAGE {
+                    Error::SlotTooLarge {
+                        size: self.slots[i].desc.size,
+                    }
+                } else {
+                    Error::OutOfMemory
+                },
+            )?;
+            self.slots[i].dirty = Some(bm);
+        }
+        self.slots[i].desc.flags.log_dirty = true;
+        self.write_protect_slot(id)?;
+        Ok(())
+    }
+
+    /// Stops dirty logging on slot `id` and frees its bitmap. Pages stay read-only until their
+    /// next write fault makes them writable again.
+    pub fn disable_dirty_logging(&mut self, id: SlotId) -> Result<(), Error> {
+        let i = self
+            .slots
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or(Error::NoSuchSlot(id))?;
+        self.slots[i].desc.flags.log_dirty = false;
+        if let Some(bm) = self.slots[i].dirty.take() {
+            bm.free(&self.alloc);
+        }
+        Ok(())
+    }
+
+    /// Records that the guest wrote the page holding `ipa` (`mark_page_dirty`). No-op outside
+    /// a logging slot.
+    pub fn mark_dirty(&mut self, ipa: Ipa) {
+        if let Some(i) = self.slot_index(ipa) {
+            if let Some(bm) = self.slots[i].dirty {
+                bm.set(&self.alloc, self.slots[i].page_index(ipa));
+            }
+        }
+    }
+
+    /// Whether page `index` of slot `id` is marked dirty.
+    pub fn is_dirty(&self, id: SlotId, index: u64) -> Result<bool, Error> {
+        let s = self.slot(id).ok_or(Error::NoSuchSlot(id))?;
+        let bm = s.dirty.ok_or(Error::NotLogging(id))?;
+        if index >= s.pages() {
+            return Err(Error::OutsideSlot {
+                slot: id,
+                at: index,
+            });
+        }
+        Ok(bm.get(&self.alloc, index))
+    }
+
+    /// Fetches and clears the dirty log of slot `id` into `out` (one bit per page, bit `i` of
+    /// word `w` = page `64 * w + i`), and write-protects the pages that were dirty so their
+    /// next write is logged again (`kvm_vm_ioctl_get_dirty_log` with
+    /// `kvm_mmu_write_protect_pt_masked`). `out` must hold at least `ceil(pages / 64)` words.
+    /// Returns the number of dirty pages.
+    pub fn get_dirty_log(&mut self, id: SlotId, out: &mut [u64]) -> Result<u64, Error> {
+        let s = *self.slot(id).ok_or(Error::NoSuchSlot(id))?;
+        let bm = s.dirty.ok_or(Error::NotLogging(id))?;
+        if out.len() < bm.words() {
+            return Err(Error::OutsideSlot {
+                slot: id,
+                at: out.len() as u64 * 64,
+            });
+        }
+        let mut count = 0;
+        for (w, o) in out.iter_mut().enumerate().take(bm.words()) {
+            let v = bm.word(&self.alloc, w);
+            *o = v;
+            if v != 0 {
+                bm.set_word(&self.alloc, w, 0);
+                count += v.count_ones() as u64;
+                self.write_protect_masked(id, w as u64 * 64, v)?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Frees every table and bitmap (`kvm_free_stage2_pgd`): one whole-VMID invalidation, then
+    /// every page back to the allocator. Same as dropping the value.
+    pub fn destroy(self) {}
+
+    /// Default memory type used for RAM.
+    pub const RAM: MemType = MemType::NormalWb;
+}
+
+impl<A: Arch, P: PageAllocator> Drop for Stage2<A, P> {
+    fn drop(&mut self) {
+        for s in self.slots.drain(..) {
+            if let Some(bm) = s.dirty {
+                bm.free(&self.alloc);
+            }
+        }
+        let w = Walker::<A::S2, P>::new(self.geom, self.root, &self.alloc);
+        let mut tlb = TlbBatch::new(&self.maint, TlbScope::Stage2 { vttbr: self.vttbr });
+        ops::free_tree(&w, &mut tlb);
+    }
+}
+
+/// Replaces the page of a one-page walk, with break-before-make.
+struct Replace<'t, 'm, M: pt_core::Maintenance> {
+    new_pa: PhysAddr,
+    tlb: &'t mut TlbBatch<'m, M>,
+}
+
+impl<F, P, M> Visitor<F, P> for Replace<'_, '_, M>
+where
+    F: Format<Attrs = Stage2Attrs>,
+    P: PageAllocator,
+    M: pt_core::Maintenance,
+{
+    type Error = core::convert::Infallible;
+    const TABLE_VISITS: bool = false;
+
+    fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Self::Error> {
+        if let Entry::Leaf { attrs, .. } = run.decode(0) {
+            let new = F::encode_leaf(self.new_pa, attrs, run.level());
+            ops::break_before_make(run, 0, new, self.tlb);
+        }
+        Ok(LeafFlow::Done)
+    }
+}
