@@ -1,0 +1,36 @@
+//! # pt-armv7
+//!
+//! The ARMv7-A backend of the pt-arm page-table crates: LPAE long descriptors with the
+//! Virtualization Extensions, as on Cortex-A15 running a hypervisor in HYP mode.
+//!
+//! * [`HypFormat`] — HYP-mode stage-1 descriptors (tables behind HTTBR, configured by HTCR):
+//!   the hypervisor's own mappings (`create_hyp_mappings`, `create_hyp_io_mappings`).
+//! * [`S2Format`] — stage-2 descriptors (tables behind VTTBR, configured by VTCR): a guest's
+//!   IPA space (`stage2_set_pte`, `kvm_phys_addr_ioremap`).
+//! * [`memattr`] — HMAIR0/HMAIR1 and the stage-2 MemAttr values of each memory type.
+//! * [`regs`] — HTCR, HTTBR, VTCR, VTTBR and HSCTLR values computed from a [`Geometry`],
+//!   with a typed [`RegError`](regs::RegError) for what ARMv7 cannot express.
+//! * [`Maint`] — the cp15 TLB and cache maintenance and the barriers, as inline assembly on
+//!   `target_arch = "arm"` and recorded through [`pt_core::trace`] on the host. ARMv7 has no
+//!   stage-2 invalidation by IPA, so every stage-2 batch ends in one whole-VMID flush.
+//!
+//! Addresses and descriptors are `u64` throughout: a 40-bit IPA or PA fits on the 32-bit CPU.
+//!
+//! [`Geometry`]: pt_core::Geometry
+#![no_std]
+#![deny(missing_docs)]
+
+pub mod descriptor;
+pub mod maint;
+pub mod memattr;
+pub mod regs;
+mod stage1;
+mod stage2;
+
+pub use descriptor::Descriptor;
+pub use maint::Maint;
+pub use stage1::HypFormat;
+pub use stage2::S2Format;
+
+#[cfg(test)]
+mod tests;
