@@ -59,6 +59,7 @@ fn main() {
         "setup" => setup_targets().and_then(|()| setup_qemu()),
         "build" => setup_targets().and_then(|()| build_all()),
         "qemu" => qemu(),
+        "test" => test(),
         "help" | "-h" | "--help" => {
             usage();
             Ok(())
@@ -80,7 +81,8 @@ fn usage() {
          commands:\n  \
          setup   install Rust targets and QEMU if missing\n  \
          build   build the example hypervisor images\n  \
-         qemu    build and run the images under QEMU, summarise the checks"
+         qemu    build and run the images under QEMU, summarise the checks\n  \
+         test    the test suite: fmt, clippy, host tests, docs, bare-metal library builds"
     );
 }
 
@@ -262,6 +264,46 @@ fn build_all() -> Result<()> {
             .arg(image.target))?;
     }
     Ok(())
+}
+
+// ----------------------------------------------------------------- test ---
+
+/// Library crates that must build for both bare-metal targets.
+const LIBS: [&str; 4] = ["pt-core", "pt-armv7", "pt-armv8", "pt-hyp"];
+
+fn test() -> Result<()> {
+    setup_targets()?;
+    let root = repo_root();
+    run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    run(cargo()
+        .current_dir(examples_dir())
+        .args(["fmt", "--all", "--check"]))?;
+    run(cargo().current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    for image in IMAGES {
+        run(cargo()
+            .current_dir(examples_dir())
+            .args(["clippy", "-p", image.package, "-p", "hyp-common", "--target"])
+            .arg(image.target)
+            .args(["--", "-D", "warnings"]))?;
+        let mut build = cargo();
+        build.current_dir(&root).arg("build");
+        for lib in LIBS {
+            build.args(["-p", lib]);
+        }
+        run(build.arg("--target").arg(image.target))?;
+    }
+    run(cargo()
+        .current_dir(&root)
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .args(["doc", "--workspace", "--no-deps"]))?;
+    run(cargo().current_dir(&root).args(["test", "--workspace"]))
 }
 
 // ----------------------------------------------------------------- qemu ---

@@ -32,6 +32,7 @@ pub struct Arena {
     /// freed in `Drop`.
     mem: *mut u64,
     words: usize,
+    capacity: usize,
     inner: RefCell<Inner>,
 }
 
@@ -46,6 +47,7 @@ impl Arena {
             base,
             mem,
             words,
+            capacity,
             inner: RefCell::new(Inner {
                 used: std::vec![false; capacity],
                 free: Vec::new(),
@@ -104,7 +106,7 @@ impl Arena {
     fn index(&self, pa: PhysAddr) -> Option<usize> {
         let off = pa.0.checked_sub(self.base.0)?;
         let i = (off / 4096) as usize;
-        (off % 4096 == 0 && i < self.inner.borrow().used.len()).then_some(i)
+        (off % 4096 == 0 && i < self.capacity).then_some(i)
     }
 
     fn take_failure(i: &mut Inner) -> bool {
