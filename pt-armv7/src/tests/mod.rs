@@ -5,4 +5,5 @@
 
 mod formats;
 mod maint;
+mod ops;
 mod regs;
