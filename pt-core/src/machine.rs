@@ -122,7 +122,7 @@ pub enum TlbOp {
         vttbr: u64,
     },
     /// Every stage-1 and stage-2 entry of the VM (ARMv8 `TLBI VMALLS12E1IS`,
-    /// ARMv7 `TLBIALLNSNHIS` with the VM's VMID in VTTBR): `kvm_flush_remote_tlbs`.
+    /// ARMv7 `TLBIALLIS` in HYP mode with the VM's VTTBR loaded): `kvm_flush_remote_tlbs`.
     S2Vmid {
         /// VTTBR value of the VM.
         vttbr: u64,

@@ -9,6 +9,7 @@
 //! - [`cmd`]: the command interface of the guest program.
 #![no_std]
 
+pub mod alloc;
 pub mod selftest;
 
 use core::fmt;
