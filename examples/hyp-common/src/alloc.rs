@@ -21,7 +21,12 @@ impl PagePool {
     /// A pool over `pages` pages at `base` (4 KiB aligned).
     pub const fn new(base: u64, pages: usize) -> Self {
         let pages = if pages > MAX_PAGES { MAX_PAGES } else { pages };
-        Self { base, pages, used: RefCell::new([0; MAX_PAGES / 64]), live: Cell::new(0) }
+        Self {
+            base,
+            pages,
+            used: RefCell::new([0; MAX_PAGES / 64]),
+            live: Cell::new(0),
+        }
     }
 
     /// Pages currently handed out.
@@ -36,7 +41,7 @@ impl PagePool {
         while i + n <= self.pages {
             // Runs are aligned to their size (in pages) from the physical base.
             let pa_page = (self.base >> 12) as usize + i;
-            if pa_page % n != 0 {
+            if !pa_page.is_multiple_of(n) {
                 i += n - pa_page % n;
                 continue;
             }

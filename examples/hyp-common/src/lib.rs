@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod alloc;
+pub mod scenario;
 pub mod selftest;
 
 use core::fmt;
@@ -220,10 +221,24 @@ impl fmt::Display for GuestExit {
 ///
 /// Implemented by `qemu_a53::A53` and `qemu_a15::A15`; scenarios are written
 /// generically against it.
+/// Prints `args` and a newline through the platform's UART.
+pub fn println_p<P: Platform>(args: fmt::Arguments<'_>) {
+    P::print(args);
+    P::print(format_args!("\n"));
+}
+
 pub trait Platform {
     /// Register values for the hypervisor's own stage-1 translation
     /// (`HypMmuRegs` of the CPU crate).
     type HypMmuRegs;
+    /// The pt-hyp architecture of this CPU.
+    type Arch: pt_hyp::hyp::HypArch + pt_hyp::fault::FaultArch;
+
+    /// The abort registers of `exit` as pt-hyp's decoder takes them.
+    fn abort_regs(exit: &GuestExit) -> <Self::Arch as pt_hyp::fault::FaultArch>::Regs;
+
+    /// The CPU crate's MMU register values from pt-hyp's.
+    fn hyp_mmu_regs(regs: &pt_hyp::hyp::HypMmuRegs) -> Self::HypMmuRegs;
 
     /// Short CPU name, e.g. `"a53"`.
     const NAME: &'static str;

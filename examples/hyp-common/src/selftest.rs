@@ -1,8 +1,7 @@
 //! Platform self-tests shared by both hypervisors.
 //!
-//! TEMPORARY: these exercise the platform layer on its own (guest with stage 2
-//! off, and a throwaway 1 GiB-block stage-2 table). The real scenario built on
-//! pt-hyp's tables replaces the stage-2 part.
+//! They exercise the platform layer on its own (the guest command loop with
+//! stage 2 off), before the scenario runs the guest under pt-hyp's tables.
 
 use crate::{cmd, Checks, ExitKind, GuestExit, Platform};
 use core::ptr::{read_volatile, write_volatile};
@@ -124,96 +123,4 @@ pub fn guest_commands<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
         "guest_cmd_unknown",
         exit.kind() == ExitKind::Hvc(cmd::UNKNOWN),
     );
-}
-
-/// Stage-2 descriptor bits (identical in ARMv7 LPAE and ARMv8 VMSA).
-const S2_BLOCK: u64 = 0b01;
-const S2_NORMAL_WB: u64 = 0b1111 << 2; // MemAttr: outer WB, inner WB
-const S2_RW: u64 = 0b11 << 6; // S2AP
-const S2_INNER_SHAREABLE: u64 = 0b11 << 8;
-const S2_AF: u64 = 1 << 10;
-
-/// Unmapped IPA used for the stage-2 abort tests.
-const UNMAPPED_IPA: u64 = 0x8000_0010;
-
-/// TEMPORARY stage-2 self-test with a throwaway table: `l1` is a zeroed,
-/// 4 KiB-aligned level-1 table (32-bit IPA space, 4 x 1 GiB entries); it is
-/// filled with one block identity-mapping RAM at 0x4000_0000. `vtcr` must
-/// describe that (T0SZ = 32-bit, start level 1, 4 KiB granule). Runs a
-/// command touching an unmapped IPA, emulates the load like MMIO, and
-/// checks the decoded abort.
-///
-/// Needs [`guest_commands`] to have run before (guest waiting for commands).
-///
-/// # Safety
-/// `l1` must point to a 4 KiB-aligned table of at least 4 entries that
-/// nothing else uses, at an address equal to its physical address.
-pub unsafe fn guest_stage2<P: Platform>(
-    p: &mut P,
-    checks: &mut Checks<P>,
-    l1: *mut u64,
-    vtcr: u64,
-) {
-    // SAFETY: guaranteed by the caller.
-    unsafe {
-        for i in 0..4 {
-            write_volatile(l1.add(i), 0);
-        }
-        write_volatile(
-            l1.add(1),
-            0x4000_0000 | S2_AF | S2_INNER_SHAREABLE | S2_RW | S2_NORMAL_WB | S2_BLOCK,
-        );
-    }
-    // VMID 1 in VTTBR[55:48].
-    let vttbr = (l1 as usize as u64) | (1 << 48);
-    p.set_stage2(true, vttbr, vtcr);
-    p.invalidate_guest_tlb();
-
-    // Mapped RAM still works with stage 2 on.
-    let data = P::guest_data().start;
-    wr(data + 0x300, 0x5151_5151);
-    let exit = command(p, cmd::LOAD, data as u64 + 0x300, 0, 0);
-    checks.check(
-        "stage2_mapped_load",
-        exit.kind() == ExitKind::Hvc(cmd::LOAD as u16) && p.reg(2) == 0x5151_5151,
-    );
-
-    // Load from an unmapped IPA: stage-2 translation fault, emulated.
-    let exit = command(p, cmd::LOAD, UNMAPPED_IPA, 0, 0);
-    let decoded = exit.kind() == ExitKind::DataAbort
-        && exit.fault_ipa() == UNMAPPED_IPA
-        && exit.isv()
-        && !exit.is_write()
-        && exit.srt() == 2
-        && exit.access_size() == 4
-        && (exit.fsc() & 0x3c) == 0x04; // translation fault, any level
-    checks.check("stage2_abort_decode", decoded);
-    let fault_pc = p.pc();
-    if exit.kind() == ExitKind::DataAbort {
-        p.set_reg(exit.srt(), 0xd00d);
-        p.advance_pc(&exit);
-    }
-    let exit = run(p);
-    checks.check(
-        "stage2_mmio_emulate",
-        exit.kind() == ExitKind::Hvc(cmd::LOAD as u16)
-            && p.reg(2) == 0xd00d
-            && fault_pc + 4 <= p.pc(),
-    );
-
-    // Store to an unmapped IPA: write abort naming the value register.
-    let exit = command(p, cmd::STORE, UNMAPPED_IPA + 0x10, 0x77, 0);
-    checks.check(
-        "stage2_store_abort",
-        exit.kind() == ExitKind::DataAbort
-            && exit.is_write()
-            && exit.srt() == 2
-            && exit.fault_ipa() == UNMAPPED_IPA + 0x10,
-    );
-    let resumed = exit.kind() == ExitKind::DataAbort && {
-        p.advance_pc(&exit);
-        run(p).kind() == ExitKind::Hvc(cmd::STORE as u16)
-    };
-    checks.check("stage2_resume_after_store", resumed);
-    p.set_stage2(false, 0, 0);
 }

@@ -32,6 +32,26 @@ pub struct A15 {
 
 impl Platform for A15 {
     type HypMmuRegs = HypMmuRegs;
+    type Arch = pt_hyp::Armv7;
+
+    fn abort_regs(exit: &GuestExit) -> pt_hyp::fault::Armv7AbortRegs {
+        pt_hyp::fault::Armv7AbortRegs {
+            hsr: exit.syndrome as u32,
+            hdfar: exit.far as u32,
+            hifar: exit.ifar as u32,
+            hpfar: exit.hpfar as u32,
+        }
+    }
+
+    fn hyp_mmu_regs(r: &pt_hyp::hyp::HypMmuRegs) -> HypMmuRegs {
+        HypMmuRegs {
+            hmair0: r.mair_lo(),
+            hmair1: r.mair_hi(),
+            htcr: r.tcr as u32,
+            httbr: r.ttbr,
+            hsctlr_set: r.sctlr as u32,
+        }
+    }
 
     const NAME: &'static str = "a15";
     const NUM_REGS: usize = 15;
@@ -115,51 +135,16 @@ extern "C" fn hyp_main() -> ! {
     let mut checks = Checks::<A15>::new();
     checks.check("boot_hyp_mode", cpsr_mode() == MODE_HYP);
 
-    // TEMPORARY self-test map; the scenario uses pt-hyp's tables instead.
-    let regs = mmu::selftest_identity_map();
-    // SAFETY: the self-test map covers all of RAM (code, data, stack) and the
-    // UART at their identity addresses.
-    unsafe { A15::enable_hyp_mmu(&regs) };
-    let sctlr = mmu::hsctlr();
-    checks.check(
-        "hyp_mmu_enabled",
-        sctlr & (mmu::SCTLR_M | mmu::SCTLR_C | mmu::SCTLR_I)
-            == (mmu::SCTLR_M | mmu::SCTLR_C | mmu::SCTLR_I),
-    );
-    println!(
-        "MMU on: hsctlr={:#x} (printing through the device mapping)",
-        sctlr
-    );
-    checks.check("uart_after_mmu", uart::read_reg(uart::PERIPH_ID0) == 0x11);
-    checks.check("hyp_mmu_alias", selftest_alias());
-
     let mut a15 = A15 {
         vcpu: VcpuRegs::new(0),
     };
     selftest::guest_commands(&mut a15, &mut checks);
-    // SAFETY: S2_L1 is a 4 KiB-aligned static table used for nothing else,
-    // identity mapped (VA == PA).
-    unsafe {
-        selftest::guest_stage2(
-            &mut a15,
-            &mut checks,
-            mmu::S2_L1.as_mut_ptr(),
-            mmu::SELFTEST_VTCR,
-        );
-    }
+    hyp_common::scenario::run(&mut a15, &mut checks);
+    let sctlr = mmu::hsctlr();
+    let mci = mmu::SCTLR_M | mmu::SCTLR_C | mmu::SCTLR_I;
+    checks.check("hyp_mmu_enabled", sctlr & mci == mci);
+    checks.check("uart_after_mmu", uart::read_reg(uart::PERIPH_ID0) == 0x11);
     checks.finish()
-}
-
-/// Writes a word through the identity map and reads it through the alias.
-fn selftest_alias() -> bool {
-    static WORD: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-    let pa = WORD.as_ptr() as usize;
-    let alias = pa - mmu::RAM_BASE + mmu::RAM_ALIAS_VA;
-    // SAFETY: `alias` maps the same RAM word as `WORD` (self-test map).
-    unsafe {
-        core::ptr::write_volatile(pa as *mut u32, 0x600d_cafe);
-        core::ptr::read_volatile(alias as *const u32) == 0x600d_cafe
-    }
 }
 
 #[panic_handler]
