@@ -289,7 +289,14 @@ fn test() -> Result<()> {
     for image in IMAGES {
         run(cargo()
             .current_dir(examples_dir())
-            .args(["clippy", "-p", image.package, "-p", "hyp-common", "--target"])
+            .args([
+                "clippy",
+                "-p",
+                image.package,
+                "-p",
+                "hyp-common",
+                "--target",
+            ])
             .arg(image.target)
             .args(["--", "-D", "warnings"]))?;
         let mut build = cargo();
