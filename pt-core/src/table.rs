@@ -198,7 +198,8 @@ impl<'a, F: Format, P: PageAllocator> Entries<'a, F, P> {
     /// Stores `desc` in entry `k` with one single-copy-atomic store.
     ///
     /// This is the raw store: callers keep break-before-make themselves (see
-    /// [`bbm`](crate::bbm)), which the test kit's checker verifies.
+    /// [`break_before_make`](crate::ops::break_before_make)), which the test kit's checker
+    /// verifies.
     #[inline(always)]
     pub fn set(&mut self, k: usize, desc: u64) {
         if P::TRACE {

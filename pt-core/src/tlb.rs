@@ -17,7 +17,7 @@ use arrayvec::ArrayVec;
 pub enum TlbScope {
     /// The stage-2 (and combined) entries of one VM, identified by its VTTBR value.
     Stage2 {
-        /// VTTBR of the VM (VMID in bits [55:48]).
+        /// VTTBR of the VM (VMID in bits \[55:48\]).
         vttbr: u64,
     },
     /// The hypervisor's own stage-1 entries.

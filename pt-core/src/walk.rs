@@ -158,12 +158,15 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
             }
             // A run of non-table entries: at the last level every entry; above it, up to the
             // next table entry.
-            let mut j = i + 1;
-            if level < LAST_LEVEL {
+            let j = if level < LAST_LEVEL {
+                let mut j = i + 1;
                 while j <= last && !F::is_table(all.get(j - first), level) {
                     j += 1;
                 }
-            }
+                j
+            } else {
+                last + 1
+            };
             let mut run = view(i, j - i);
             match v.leaf(&mut run)? {
                 LeafFlow::Done => i = j,
