@@ -142,8 +142,12 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
         };
         let all = view(first, last + 1 - first);
         let mut i = first;
+        // End of the current run of non-table entries, once known: after a leaf visit that
+        // descended at entry k, the entries after k were not touched by the visit (the
+        // `LeafFlow::Descend` contract), so the rest of the run needs no rescan.
+        let mut known_end: Option<usize> = None;
         while i <= last {
-            if level < LAST_LEVEL && F::is_table(all.get(i - first), level) {
+            if known_end.is_none() && level < LAST_LEVEL && F::is_table(all.get(i - first), level) {
                 self.visit_table(
                     v,
                     &mut view(i, 1),
@@ -158,14 +162,16 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
             }
             // A run of non-table entries: at the last level every entry; above it, up to the
             // next table entry.
-            let j = if level < LAST_LEVEL {
-                let mut j = i + 1;
-                while j <= last && !F::is_table(all.get(j - first), level) {
-                    j += 1;
+            let j = match known_end.take() {
+                Some(j) => j,
+                None if level < LAST_LEVEL => {
+                    let mut j = i + 1;
+                    while j <= last && !F::is_table(all.get(j - first), level) {
+                        j += 1;
+                    }
+                    j
                 }
-                j
-            } else {
-                last + 1
+                None => last + 1,
             };
             let mut run = view(i, j - i);
             match v.leaf(&mut run)? {
@@ -178,6 +184,9 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
                         self.visit_table(v, &mut view(at, 1), level, ia, lo, hi, false)?;
                     }
                     i = at + 1;
+                    if i < j {
+                        known_end = Some(j);
+                    }
                 }
             }
         }

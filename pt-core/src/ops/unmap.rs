@@ -25,7 +25,16 @@ pub(crate) struct FindPartial;
 
 impl<F: Format, P: PageAllocator> Visitor<F, P> for FindPartial {
     type Error = Error;
-    const TABLE_VISITS: bool = false;
+
+    /// A partial block can only sit at an edge of the range: tables the range covers whole
+    /// need no look.
+    fn table_pre(&mut self, entry: &mut Entries<'_, F, P>) -> Result<TableFlow, Error> {
+        Ok(if entry.fully_covered(0) {
+            TableFlow::Skip
+        } else {
+            TableFlow::Descend
+        })
+    }
 
     fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Error> {
         for k in [0, run.len() - 1] {
