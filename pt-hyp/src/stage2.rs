@@ -10,7 +10,7 @@ use core::marker::PhantomData;
 use pt_core::ops::{self, MapRequest, PartialBlock, TableSource};
 use pt_core::{
     AddrRange, Entries, Entry, Format, Geometry, Ipa, LeafFlow, MemType, PageAllocator, Perms,
-    PhysAddr, Stage2Attrs, TlbBatch, TlbScope, Visitor, Walker, PAGE_SIZE,
+    PhysAddr, Stage2Attrs, TlbBatch, TlbScope, Visitor, Walker, PAGE_SHIFT, PAGE_SIZE,
 };
 
 /// Most memslots per VM.
@@ -305,13 +305,14 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
             return Ok(false);
         }
         self.unmap_range(t.leaf_ipa, t.size)?;
-        if let Some(slot) = self.slot_index(t.leaf_ipa) {
-            if let Some(bm) = self.slots[slot].dirty {
-                let s = &self.slots[slot];
-                let first = s.page_index(t.leaf_ipa);
-                let last = (first + (t.size >> 12)).min(s.pages());
-                for i in first..last {
-                    bm.set(&self.alloc, i);
+        // Every logging slot the block overlaps (a block mapped through `map` may straddle
+        // slot boundaries): the pages of the intersection.
+        let (lo, hi) = (t.leaf_ipa.0, t.leaf_ipa.0 + t.size);
+        for s in &self.slots {
+            if let Some(bm) = s.dirty {
+                let (from, to) = (lo.max(s.desc.ipa.0), hi.min(s.end()));
+                for ipa in (from..to).step_by(PAGE_SIZE as usize) {
+                    bm.set(&self.alloc, s.page_index(Ipa(ipa)));
                 }
             }
         }
@@ -385,8 +386,10 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
     }
 
     /// Write-protects the pages `gfn_offset + i` of memslot `id` for every bit `i` set in
-    /// `mask` (`kvm_mmu_write_protect_pt_masked`), one range per run of set bits, all in one
-    /// TLB batch per run.
+    /// `mask` (`kvm_mmu_write_protect_pt_masked`): one walk over the span of set bits and one
+    /// TLB batch for the whole mask, touching only the leaves that map a page of a set bit (a
+    /// block whole, when any of its pages is). A bit outside the slot is
+    /// [`Error::OutsideSlot`] before anything changes.
     pub fn write_protect_masked(
         &mut self,
         id: SlotId,
@@ -394,22 +397,59 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         mask: u64,
     ) -> Result<usize, Error> {
         let s = *self.slot(id).ok_or(Error::NoSuchSlot(id))?;
-        let mut changed = 0;
         let mut m = mask;
         while m != 0 {
-            let first = m.trailing_zeros() as u64;
-            let run = (m >> first).trailing_ones() as u64;
-            let page = gfn_offset
-                .checked_add(first)
-                .filter(|p| p + run <= s.pages());
-            let page = page.ok_or(Error::OutsideSlot {
-                slot: id,
-                at: gfn_offset + first,
-            })?;
-            changed += self.write_protect(s.desc.ipa.0 + (page << 12), run << 12)?;
-            m &= !(((1u128 << run) - 1) << first) as u64;
+            let page = gfn_offset.saturating_add(m.trailing_zeros() as u64);
+            if page >= s.pages() {
+                return Err(Error::OutsideSlot { slot: id, at: page });
+            }
+            m &= m - 1;
         }
-        Ok(changed)
+        self.write_protect_bits(&s, gfn_offset, &[mask])
+    }
+
+    /// Write-protects, in one walk and one TLB batch, every writable leaf of slot `s` that
+    /// maps a page `first_page + 64 * w + i` for a bit `i` set in `bits[w]`; a block counts
+    /// when any of its pages does and is protected whole. Every set bit must be a page of the
+    /// slot. Returns the number of leaves changed.
+    fn write_protect_bits(
+        &mut self,
+        s: &Memslot,
+        first_page: u64,
+        bits: &[u64],
+    ) -> Result<usize, Error> {
+        let Some(lo_w) = bits.iter().position(|&w| w != 0) else {
+            return Ok(0);
+        };
+        let hi_w = bits.iter().rposition(|&w| w != 0).unwrap_or(lo_w);
+        let lo = lo_w as u64 * 64 + bits[lo_w].trailing_zeros() as u64;
+        let hi = hi_w as u64 * 64 + 64 - bits[hi_w].leading_zeros() as u64;
+        let base = s.desc.ipa.0 + (first_page << PAGE_SHIFT);
+        let (start, end) = (base + (lo << PAGE_SHIFT), base + (hi << PAGE_SHIFT));
+        let set = |i: u64| bits[(i / 64) as usize] >> (i % 64) & 1 != 0;
+        let w = self.walker();
+        let mut tlb = self.tlb();
+        ops::update(
+            &w,
+            start,
+            end - start,
+            PartialBlock::Whole,
+            &mut tlb,
+            |ia, level, _, a: Stage2Attrs| {
+                let from = (ia.max(start) - base) >> PAGE_SHIFT;
+                let to = ((ia + pt_core::entry_size(level)).min(end) - base) >> PAGE_SHIFT;
+                if a.perms.write() && (from..to).any(set) {
+                    Stage2Attrs {
+                        perms: a.perms.without(Perms::W),
+                        logged: true,
+                        ..a
+                    }
+                } else {
+                    a
+                }
+            },
+        )
+        .map_err(Error::from)
     }
 
     /// Gives write permission back to the leaf mapping `ipa` if dirty logging had taken it
@@ -687,16 +727,18 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
                 at: out.len() as u64 * 64,
             });
         }
+        let words = bm.words();
         let mut count = 0;
-        for (w, o) in out.iter_mut().enumerate().take(bm.words()) {
+        for (w, o) in out.iter_mut().enumerate().take(words) {
             let v = bm.word(&self.alloc, w);
             *o = v;
             if v != 0 {
                 bm.set_word(&self.alloc, w, 0);
                 count += v.count_ones() as u64;
-                self.write_protect_masked(id, w as u64 * 64, v)?;
             }
         }
+        // One walk and one TLB batch for the whole log.
+        self.write_protect_bits(&s, 0, &out[..words])?;
         Ok(count)
     }
 
