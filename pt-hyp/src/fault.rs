@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! cache.top_up(alloc, stage2.fault_pages())?;          // outside the lock
-//! match stage2.handle_guest_abort(&mut cache, &regs) { // under the lock
+//! let abort = A::decode_abort(&regs).map(|a| a.with_guest_sctlr(guest_sctlr));
+//! match stage2.handle_guest_abort(&mut cache, &regs) { // or handle_abort(&mut cache, &abort?)
 //!     Ok(AbortOutcome::Mmio(m)) => emulate(m),          // then m.load_result / skip m.insn_len
 //!     Ok(AbortOutcome::Inject(i)) => inject(i),
 //!     Ok(o) => debug_assert!(o.resumes_guest()),
@@ -159,7 +160,9 @@ impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
     /// Handles a stage-2 guest abort from its raw registers (`kvm_handle_guest_abort`):
     /// decodes them ([`FaultArch::decode_abort`]) and runs
     /// [`handle_abort`](Self::handle_abort). A syndrome that is not a guest abort becomes
-    /// [`InjectReason::Undecodable`].
+    /// [`InjectReason::Undecodable`]. New mappings are always cleaned from the data cache; to
+    /// skip that for a guest running with its caches on, decode, apply
+    /// [`GuestAbort::with_guest_sctlr`] and call [`handle_abort`](Self::handle_abort).
     ///
     /// New tables come only from `cache`, topped up by the caller before taking the VM's lock
     /// (`PageCache::top_up(alloc, stage2.fault_pages())`). [`Error::CacheExhausted`] means the

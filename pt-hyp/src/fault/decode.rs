@@ -160,6 +160,8 @@ pub struct GuestAbort {
     pub far: u64,
     /// The guest runs with its stage-1 MMU and data cache on (SCTLR.M and SCTLR.C set,
     /// `vcpu_has_cache_enabled`); when not, new mappings are cleaned from the data cache.
+    /// Decoding sets it false (always clean, as KVM does since 4.16); a caller that knows the
+    /// guest's SCTLR sets it with [`with_guest_sctlr`](Self::with_guest_sctlr).
     pub guest_caches_on: bool,
 }
 
@@ -180,6 +182,16 @@ impl GuestAbort {
     /// Access size in bytes (1, 2, 4 or 8), meaningful when `isv` is set.
     pub const fn access_size(&self) -> u8 {
         1 << self.sas
+    }
+
+    /// This abort with [`guest_caches_on`](Self::guest_caches_on) taken from the guest's
+    /// SCTLR (SCTLR_EL1 on ARMv8): M (bit 0) and C (bit 2) both set, the same bits on both
+    /// architectures (`vcpu_has_cache_enabled`).
+    pub const fn with_guest_sctlr(self, sctlr: u64) -> Self {
+        GuestAbort {
+            guest_caches_on: sctlr & 0b101 == 0b101,
+            ..self
+        }
     }
 
     /// Length of the trapped instruction in bytes (4, or 2 for a 16-bit Thumb instruction):
@@ -215,9 +227,6 @@ pub struct Armv7AbortRegs {
     pub hifar: u32,
     /// HPFAR: `IPA[39:12]` in bits `[31:4]`.
     pub hpfar: u32,
-    /// The guest's SCTLR (only M, bit 0, and C, bit 2, are read: `vcpu_has_cache_enabled`).
-    /// 0 is always safe: it makes every new mapping be cleaned from the data cache.
-    pub sctlr: u32,
 }
 
 /// The ARMv8 registers of a guest abort taken to EL2.
@@ -230,20 +239,13 @@ pub struct Armv8AbortRegs {
     /// HPFAR_EL2: FIPA, `IPA[51:12]` in bits `[43:4]` (`IPA[47:12]` in `[39:4]` without
     /// FEAT_LPA).
     pub hpfar: u64,
-    /// The guest's SCTLR_EL1 (only M, bit 0, and C, bit 2, are read:
-    /// `vcpu_has_cache_enabled`). 0 is always safe: it makes every new mapping be cleaned from
-    /// the data cache.
-    pub sctlr_el1: u64,
 }
 
 impl FaultArch for Armv7 {
     type Regs = Armv7AbortRegs;
 
     fn decode_abort(r: &Armv7AbortRegs) -> Result<GuestAbort, DecodeError> {
-        decode_armv7(r.hsr, r.hdfar, r.hifar, r.hpfar).map(|a| GuestAbort {
-            guest_caches_on: caches_on(u64::from(r.sctlr)),
-            ..a
-        })
+        decode_armv7(r.hsr, r.hdfar, r.hifar, r.hpfar)
     }
 }
 
@@ -251,16 +253,8 @@ impl FaultArch for Armv8 {
     type Regs = Armv8AbortRegs;
 
     fn decode_abort(r: &Armv8AbortRegs) -> Result<GuestAbort, DecodeError> {
-        decode_armv8(r.esr, r.far, r.hpfar).map(|a| GuestAbort {
-            guest_caches_on: caches_on(r.sctlr_el1),
-            ..a
-        })
+        decode_armv8(r.esr, r.far, r.hpfar)
     }
-}
-
-/// SCTLR.M (bit 0) and SCTLR.C (bit 2) both set, on both architectures.
-const fn caches_on(sctlr: u64) -> bool {
-    sctlr & 0b101 == 0b101
 }
 
 const fn bit(v: u64, n: u32) -> bool {
@@ -308,7 +302,7 @@ fn decode_common(syndrome: u64, far: u64, fipa_page: u64) -> Result<GuestAbort, 
 /// SSE `[21]`, SRT `[19:16]`, EA `[9]`, CM `[8]`, S1PTW `[7]`, WnR `[6]`, DFSC/IFSC `[5:0]`),
 /// the faulting VA from HDFAR (data) or HIFAR (prefetch), and the IPA from HPFAR `[31:4]` =
 /// `IPA[39:12]` (`kvm_handle_guest_abort`'s decode on 32-bit ARM). `guest_caches_on` is
-/// false (see [`FaultArch::decode_abort`], which reads the guest's SCTLR).
+/// false.
 pub fn decode_armv7(
     hsr: u32,
     hdfar: u32,
@@ -330,7 +324,7 @@ pub fn decode_armv7(
 /// SSE `[21]`, SRT `[20:16]`, SF `[15]`, AR `[14]`, FnV `[10]`, EA `[9]`, CM `[8]`,
 /// S1PTW `[7]`, WnR `[6]`, DFSC/IFSC `[5:0]`), the faulting VA from FAR_EL2, and the IPA from
 /// HPFAR_EL2 `[43:4]` = `IPA[51:12]` (`kvm_handle_guest_abort`'s decode on arm64).
-/// `guest_caches_on` is false (see [`FaultArch::decode_abort`], which reads SCTLR_EL1).
+/// `guest_caches_on` is false.
 pub fn decode_armv8(esr: u64, far: u64, hpfar: u64) -> Result<GuestAbort, DecodeError> {
     let page = (hpfar & 0x0000_0fff_ffff_fff0) << 8;
     let mut a = decode_common(esr & 0xffff_ffff, far, page)?;
