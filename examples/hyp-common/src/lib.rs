@@ -12,6 +12,7 @@
 pub mod alloc;
 pub mod scenario;
 pub mod selftest;
+pub mod uart;
 
 use core::fmt;
 use core::marker::PhantomData;

@@ -1,7 +1,7 @@
 //! Entry point, HYP exception vectors and the guest enter/exit path.
 
-use crate::println;
 use core::arch::global_asm;
+use hyp_common::println;
 
 // Entry from QEMU in HYP mode (virt,virtualization=on). Stack, zero .bss and
 // the guest data area, install HVBAR, call Rust.

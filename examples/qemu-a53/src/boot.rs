@@ -1,7 +1,7 @@
 //! Entry point, EL2 exception vectors and the guest enter/exit path.
 
-use crate::println;
 use core::arch::{asm, global_asm};
+use hyp_common::println;
 
 // Entry from QEMU at EL2 (virt,virtualization=on, no EL3). Before any Rust
 // code: allow FP/SIMD at EL2 (the target uses NEON), stack, zero .bss and the

@@ -14,13 +14,12 @@ mod boot;
 mod guest;
 mod mmu;
 mod semihosting;
-mod uart;
 
 use core::arch::asm;
 use core::fmt;
 use core::ops::Range;
 use core::panic::PanicInfo;
-use hyp_common::{selftest, Checks, GuestExit, Platform};
+use hyp_common::{println, selftest, uart, Checks, GuestExit, Platform};
 
 pub use guest::VcpuRegs;
 pub use mmu::HypMmuRegs;
