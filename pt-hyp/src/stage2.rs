@@ -9,8 +9,8 @@ use arrayvec::ArrayVec;
 use core::marker::PhantomData;
 use pt_core::ops::{self, MapRequest, PartialBlock, TableSource};
 use pt_core::{
-    AddrRange, Entries, Entry, Format, Geometry, Ipa, LeafFlow, MemType, PageAllocator, Perms,
-    PhysAddr, Stage2Attrs, TlbBatch, TlbScope, Visitor, Walker, PAGE_SHIFT, PAGE_SIZE,
+    AddrRange, Entries, Entry, Format, Geometry, Ipa, LeafFlow, PageAllocator, Perms, PhysAddr,
+    Stage2Attrs, TlbBatch, TlbScope, Visitor, Walker, PAGE_SHIFT, PAGE_SIZE,
 };
 
 /// Most memslots per VM.
@@ -87,10 +87,9 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         let geom = Geometry::new(<A::S2 as Format>::LIMITS, ipa_bits)?;
         let pa_bits = A::PA_BITS;
         let vtcr = A::vtcr(&geom, pa_bits)?;
-        if vmid > A::MAX_VMID {
-            // Checked before allocating so nothing needs undoing.
-            A::vttbr(PhysAddr(0), &geom, vmid)?;
-        }
+        // The VTTBR encoder refuses a VMID beyond the field: ask it before allocating the
+        // root, so a refusal needs no undoing (the root address does not matter for that).
+        A::vttbr(PhysAddr(0), &geom, vmid)?;
         let pages = geom.root_pages();
         let root = if pages == 1 {
             alloc.alloc_zeroed()
@@ -745,9 +744,6 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
     /// Frees every table and bitmap (`kvm_free_stage2_pgd`): one whole-VMID invalidation, then
     /// every page back to the allocator. Same as dropping the value.
     pub fn destroy(self) {}
-
-    /// Default memory type used for RAM.
-    pub const RAM: MemType = MemType::NormalWb;
 }
 
 impl<A: Arch, P: PageAllocator> Drop for Stage2<A, P> {
