@@ -17,6 +17,27 @@
 //! Addresses and descriptors are `u64` throughout: a 40-bit IPA or PA fits on the 32-bit CPU.
 //!
 //! [`Geometry`]: pt_core::Geometry
+//!
+//! Most hypervisors use this crate through `pt-hyp` (`pt_hyp::Armv7`). Used alone, it gives the
+//! formats to pt-core's walker and operations, and the register values:
+//!
+//! ```
+//! use pt_armv7::{regs, S2Format};
+//! use pt_core::{Entry, Format, Geometry, PhysAddr, Perms, Stage2Attrs};
+//!
+//! // A 32-bit IPA stage 2: a level-1 root table of four entries.
+//! let geom = Geometry::new(S2Format::LIMITS, 32).unwrap();
+//! assert_eq!((geom.start_level(), geom.root_entries()), (1, 4));
+//! let vtcr = regs::vtcr(&geom).unwrap();
+//! let vttbr = regs::vttbr(PhysAddr(0x8000_0000), &geom, 1).unwrap();
+//! assert_eq!(vttbr, (1 << 48) | 0x8000_0000);
+//! # let _ = vtcr;
+//!
+//! // A guest page with a 40-bit output address: descriptors are u64 on the 32-bit CPU too.
+//! let attrs = Stage2Attrs::ram(Perms::RWX);
+//! let desc = S2Format::encode_leaf(PhysAddr(0xff_0000_0000), attrs, 3);
+//! assert_eq!(S2Format::decode(desc, 3), Entry::Leaf { oa: PhysAddr(0xff_0000_0000), attrs });
+//! ```
 #![no_std]
 #![deny(missing_docs)]
 

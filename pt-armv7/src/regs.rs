@@ -50,6 +50,8 @@ pub enum RegError {
     },
 }
 
+impl core::error::Error for RegError {}
+
 impl fmt::Display for RegError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -16,6 +16,27 @@
 //!
 //! Both formats share one LPAE long-descriptor layout ([`descriptor`]); pt-core's one walker
 //! serves both.
+//!
+//! Most hypervisors use this crate through `pt-hyp` (`pt_hyp::Armv8`). Used alone, it gives the
+//! formats to pt-core's walker and operations, and the register values:
+//!
+//! ```
+//! use pt_armv8::{regs, S2Format};
+//! use pt_core::{Entry, Format, Geometry, PhysAddr, Perms, Stage2Attrs};
+//!
+//! // A 40-bit IPA stage 2: starts at level 1 with two concatenated root tables.
+//! let geom = Geometry::new(S2Format::LIMITS, 40).unwrap();
+//! assert_eq!((geom.start_level(), geom.root_pages()), (1, 2));
+//! let vtcr = regs::vtcr_el2(&geom, 40).unwrap();
+//! let vttbr = regs::vttbr_el2(&geom, PhysAddr(0x8000_0000), 1).unwrap();
+//! assert_eq!(vttbr, (1 << 48) | 0x8000_0000);
+//! # let _ = vtcr;
+//!
+//! // A 2 MiB block of guest RAM, read/write, and back.
+//! let attrs = Stage2Attrs::ram(Perms::RW);
+//! let desc = S2Format::encode_leaf(PhysAddr(0x4820_0000), attrs, 2);
+//! assert_eq!(S2Format::decode(desc, 2), Entry::Leaf { oa: PhysAddr(0x4820_0000), attrs });
+//! ```
 #![no_std]
 #![deny(missing_docs)]
 

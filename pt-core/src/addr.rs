@@ -100,6 +100,8 @@ pub enum RangeError {
     Wraps,
 }
 
+impl core::error::Error for RangeError {}
+
 impl fmt::Display for RangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -80,6 +80,8 @@ pub enum GeometryError {
     },
 }
 
+impl core::error::Error for GeometryError {}
+
 impl fmt::Display for GeometryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

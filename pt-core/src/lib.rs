@@ -3,11 +3,63 @@
 //! The architecture-neutral core of the pt-arm page-table crates: address newtypes, the geometry
 //! of a table tree, the descriptor [`Format`] trait that the ARMv7 and ARMv8 backends implement,
 //! one generic [`Walker`] on which every operation is a visitor, the operations themselves
-//! ([`ops`]), and the seams to the machine ([`PageAllocator`], [`Maintenance`]).
+//! ([`ops`]: map, unmap, update, translate, split, free, clean, dump), and the seams to the
+//! machine ([`PageAllocator`], [`Maintenance`]).
 //!
-//! With the `testkit` feature (host only) it also provides the test kit: an arena allocator of
-//! fake physical pages, a recorder of every TLB/cache/barrier operation and a
-//! break-before-make checker.
+//! Most hypervisors use it through `pt-hyp`, which picks the formats and does the bookkeeping
+//! (VMIDs, memslots, dirty logging, guest aborts). Use pt-core directly to write a new
+//! operation (a [`Visitor`]) or a new backend (a [`Format`] and a [`Maintenance`]).
+//!
+//! ```
+//! use pt_core::ops::{self, MapRequest};
+//! use pt_core::testkit::{fake::{Fake, FakeAttrs}, Arena};
+//! use pt_core::{Entries, Entry, Format, Geometry, LeafFlow, PageAllocator, PhysAddr, Visitor, Walker};
+//!
+//! // A 32-bit tree of the test kit's fake format, its tables from an arena of fake pages.
+//! let arena = Arena::standard();
+//! let geom = Geometry::new(Fake::LIMITS, 32).unwrap();
+//! let root = arena.alloc_contiguous_zeroed(geom.root_pages()).unwrap();
+//! let w = Walker::<Fake, _>::new(geom, root, &arena);
+//!
+//! // 2 MiB + 4 KiB at 0x4000_0000: one block and one page.
+//! let req = MapRequest {
+//!     ia: 0x4000_0000, size: 0x20_1000, oa: PhysAddr(0x1000_0000),
+//!     attrs: FakeAttrs(1), leaf_level: 2, oa_bits: 40,
+//! };
+//! ops::map(&w, &req).unwrap();
+//! assert_eq!(ops::translate(&w, 0x4020_0010).unwrap().oa, PhysAddr(0x1020_0010));
+//!
+//! // An operation of your own is a visitor: here, counting the leaves per level.
+//! #[derive(Default)]
+//! struct Count([usize; 4]);
+//! impl<F: Format, P: PageAllocator> Visitor<F, P> for Count {
+//!     type Error = core::convert::Infallible;
+//!     fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Self::Error> {
+//!         for k in 0..run.len() {
+//!             if let Entry::Leaf { .. } = run.decode(k) {
+//!                 self.0[usize::from(run.level())] += 1;
+//!             }
+//!         }
+//!         Ok(LeafFlow::Done)
+//!     }
+//! }
+//! let mut count = Count::default();
+//! w.walk(0, geom.ia_size(), &mut count).unwrap();
+//! assert_eq!(count.0, [0, 0, 1, 1]);
+//!
+//! // The dump is such a visitor too.
+//! let mut text = String::new();
+//! ops::dump(&w, &mut text).unwrap();
+//! assert!(text.contains("0x40000000-0x40200000     2M L2 -> 0x000010000000 attrs=0x01"));
+//! ```
+//!
+//! ## Features
+//!
+//! - `testkit` (off by default; needs `std`, for host tests only): the module `testkit`, an arena
+//!   allocator of fake physical pages, a per-thread recorder of every table write and
+//!   TLB/cache/barrier operation, a break-before-make checker fed by it, a simulated TLB and a
+//!   deliberately odd fake [`Format`]. Enable it in `[dev-dependencies]`, never in a
+//!   hypervisor build.
 #![no_std]
 #![deny(missing_docs)]
 

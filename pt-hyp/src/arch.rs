@@ -11,6 +11,17 @@ pub enum RegisterError {
     Armv8(pt_armv8::regs::RegError),
 }
 
+impl core::fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RegisterError::Armv7(e) => write!(f, "armv7: {e}"),
+            RegisterError::Armv8(e) => write!(f, "armv8: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for RegisterError {}
+
 /// An architecture: its two descriptor formats, its maintenance instructions and its register
 /// values. Implemented by [`Armv7`] (Cortex-A15, HYP mode) and [`Armv8`] (Cortex-A53, EL2).
 pub trait Arch: 'static {

@@ -189,7 +189,7 @@ impl<A: Arch, P: PageAllocator> HypTables<A, P> {
         &self.maint
     }
 
-    fn walker(&self) -> Walker<'_, A::Hyp, P> {
+    pub(crate) fn walker(&self) -> Walker<'_, A::Hyp, P> {
         Walker::new(self.geom, self.root, &self.alloc)
     }
 

@@ -10,8 +10,10 @@
 //! | [`split_block`] | `stage2_split` (a live split keeping the mapping) |
 //! | [`clean_dcache`] | `stage2_flush_vm` |
 //! | [`break_before_make`] | `kvm_set_pte` after `kvm_tlb_flush_vmid_ipa` |
+//! | [`dump`] / [`dump_with`] | Linux's `ptdump_walk_pgd` (`arch/arm64/mm/ptdump.c`) |
 
 mod bbm;
+mod dump;
 mod flush;
 mod free;
 mod map;
@@ -22,6 +24,7 @@ mod unmap;
 mod update;
 
 pub use bbm::break_before_make;
+pub use dump::{dump, dump_with, DescribeAttrs, DumpStats};
 pub use flush::clean_dcache;
 pub use free::free_tree;
 pub use map::{map, map_from, MapRequest};
@@ -91,6 +94,8 @@ impl From<RangeError> for Error {
         Error::Range(e)
     }
 }
+
+impl core::error::Error for Error {}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

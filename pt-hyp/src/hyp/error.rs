@@ -125,6 +125,8 @@ impl From<RangeError> for HypError {
     }
 }
 
+impl core::error::Error for HypError {}
+
 impl fmt::Display for HypError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
