@@ -47,13 +47,30 @@ fn missing_tables<F: Format>(leaf_level: u8, level: u8, s: u64, e: u64, oa: u64)
     if level + 1 == 3 {
         return 1;
     }
+    // The children: a partial head, whole children, a partial tail. Every whole child needs
+    // the same number of tables (their output addresses differ by multiples of the child size,
+    // so they agree on every alignment below it): count one and multiply, so planning costs
+    // O(levels) per entry, not one call per child entry.
     let child = entry_size(level + 1);
+    let full_start = s.next_multiple_of(child).min(e);
+    let full_end = (e - e % child).max(full_start);
     let mut n = 1;
-    let mut cs = s;
-    while cs < e {
-        let ce = ((cs / child) + 1).saturating_mul(child).min(e);
-        n += missing_tables::<F>(leaf_level, level + 1, cs, ce, oa + (cs - s));
-        cs = ce;
+    if s < full_start {
+        n += missing_tables::<F>(leaf_level, level + 1, s, full_start, oa);
+    }
+    if full_start < full_end {
+        let whole = ((full_end - full_start) / child) as usize;
+        let one = missing_tables::<F>(
+            leaf_level,
+            level + 1,
+            full_start,
+            full_start + child,
+            oa + (full_start - s),
+        );
+        n += whole * one;
+    }
+    if full_end < e {
+        n += missing_tables::<F>(leaf_level, level + 1, full_end, e, oa + (full_end - s));
     }
     n
 }
