@@ -291,3 +291,15 @@ pub(crate) fn table_is_empty<F: Format, P: PageAllocator>(
     (0..crate::geometry::ENTRIES_PER_TABLE)
         .all(|i| !F::is_valid(unsafe { load(base.add(i)) }, level))
 }
+
+/// Entry `index` of the live table at `table` (one atomic load): the point lookup of
+/// [`Walker::lookup`](crate::Walker::lookup).
+///
+/// # Safety
+/// `table` must be a live table of a tree whose pages come from `alloc`, with more than
+/// `index` entries.
+#[inline(always)]
+pub(crate) unsafe fn read_entry<P: PageAllocator>(alloc: &P, table: PhysAddr, index: usize) -> u64 {
+    // SAFETY: per the caller's contract the entry lies inside a live table.
+    unsafe { load(alloc.phys_to_virt(table).add(index)) }
+}

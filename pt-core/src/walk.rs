@@ -16,7 +16,7 @@ use crate::addr::PhysAddr;
 use crate::format::Format;
 use crate::geometry::{entry_size, Geometry, LAST_LEVEL};
 use crate::machine::PageAllocator;
-use crate::table::Entries;
+use crate::table::{read_entry, Entries};
 use core::marker::PhantomData;
 
 /// What the walker does after a leaf-run visit.
@@ -99,6 +99,33 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
     /// The allocator of the tree.
     pub fn alloc(&self) -> &'a P {
         self.alloc
+    }
+
+    /// The leaf descriptor that maps input address `ia`, with its level, or `None` when `ia` is
+    /// unmapped or outside the input space: one descent, one load per level. This is the walk
+    /// of a one-entry range without the run machinery (no visitor has anything to decide
+    /// there), used by [`translate`](crate::ops::translate) and the fault path.
+    #[inline]
+    pub fn lookup(&self, ia: u64) -> Option<(u64, u8)> {
+        if ia >= self.geom.ia_size() {
+            return None;
+        }
+        let mut table = self.root;
+        let mut level = self.geom.start_level();
+        loop {
+            // SAFETY: `table` is the root or a table reached through a table descriptor of this
+            // tree, and `index` is below its entry count.
+            let desc = unsafe { read_entry(self.alloc, table, self.geom.index(level, ia)) };
+            if level < LAST_LEVEL && F::is_table(desc, level) {
+                match F::decode(desc, level) {
+                    crate::format::Entry::Table(next) => table = next,
+                    _ => return None,
+                }
+                level += 1;
+                continue;
+            }
+            return F::is_valid(desc, level).then_some((desc, level));
+        }
     }
 
     /// Visits `[start, end)`. The range must be non-empty and inside the input space

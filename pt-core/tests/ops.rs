@@ -294,16 +294,16 @@ fn unmap_of_a_whole_gib_cuts_the_subtree_in_one_store() {
 fn unmap_of_more_tables_than_one_deferred_batch_frees_them_all_after_invalidation() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena, 39);
-    for i in 0..40 {
+    for i in 0..70 {
         map(&w, &req(i * M2 + PAGE, PAGE, 0x1000, 1, 3)).unwrap();
     }
-    assert_eq!(arena.live_pages(), 1 + 1 + 40);
+    assert_eq!(arena.live_pages(), 1 + 1 + 70);
     log::clear();
     let m = Rec::<true>;
-    unmap(&w, 0, 40 * M2, PartialBlock::Refuse, &mut s2(&m)).unwrap();
-    // 40 level-3 tables cut whole (a VMID flush each 16 deferred frees), then the emptied L2.
-    assert_eq!(log::writes(), 40 + 1);
-    assert_eq!(log::tlb_ops(), [VMID, VMID, VMID]);
+    unmap(&w, 0, 70 * M2, PartialBlock::Refuse, &mut s2(&m)).unwrap();
+    // 70 level-3 tables cut whole (a VMID flush each 64 deferred frees), then the emptied L2.
+    assert_eq!(log::writes(), 70 + 1);
+    assert_eq!(log::tlb_ops(), [VMID, VMID]);
     assert_eq!(arena.live_pages(), 1);
 }
 

@@ -349,13 +349,13 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
     fn write_protect(&mut self, ipa: u64, size: u64) -> Result<usize, Error> {
         let w = self.walker();
         let mut tlb = self.tlb();
-        ops::update(
+        ops::update_attrs(
             &w,
             ipa,
             size,
             PartialBlock::Whole,
             &mut tlb,
-            |_, _, _, a: Stage2Attrs| {
+            |a: Stage2Attrs| {
                 if a.perms.write() {
                     Stage2Attrs {
                         perms: a.perms.without(Perms::W),

@@ -2,10 +2,11 @@
 
 use crate::addr::PhysAddr;
 use crate::format::{Entry, Format};
+use crate::geometry::LAST_LEVEL;
 use crate::machine::{Maintenance, PageAllocator, TraceEvent};
 use crate::table::Entries;
 use crate::tlb::TlbBatch;
-use crate::walk::{LeafFlow, Visitor, Walker};
+use crate::walk::{LeafFlow, TableFlow, Visitor, Walker};
 use core::convert::Infallible;
 
 /// Frees every table below the entries it visits, children first.
@@ -16,6 +17,17 @@ impl<F: Format, P: PageAllocator> Visitor<F, P> for FreeTables {
 
     fn leaf(&mut self, _: &mut Entries<'_, F, P>) -> Result<LeafFlow, Infallible> {
         Ok(LeafFlow::Done)
+    }
+
+    /// A level-3 table holds no table: free it without walking it.
+    fn table_pre(&mut self, entry: &mut Entries<'_, F, P>) -> Result<TableFlow, Infallible> {
+        if entry.level() + 1 < LAST_LEVEL {
+            return Ok(TableFlow::Descend);
+        }
+        if let Entry::Table(child) = entry.decode(0) {
+            entry.alloc().free(child, 1);
+        }
+        Ok(TableFlow::Skip)
     }
 
     fn table_post(&mut self, entry: &mut Entries<'_, F, P>) -> Result<(), Infallible> {

@@ -32,7 +32,7 @@ pub use query::{translate, Translation};
 pub use reserve::{Reserve, TableSource};
 pub use split::split_block;
 pub use unmap::{unmap, PartialBlock};
-pub use update::update;
+pub use update::{update, update_attrs};
 
 use crate::addr::RangeError;
 use core::fmt;

@@ -46,7 +46,9 @@ impl<F: Format, P: PageAllocator> Visitor<F, P> for FindPartial {
     }
 }
 
-const DEFER: usize = 16;
+/// Cut-off tables held before one TLB sync frees them all: each sync of a batch that cut
+/// off live subtrees is a whole-VMID invalidation, so the list is long.
+const DEFER: usize = 64;
 
 struct Unmap<'t, 'm, M: Maintenance> {
     tlb: &'t mut TlbBatch<'m, M>,

@@ -72,3 +72,80 @@ where
     v.tlb.sync();
     Ok(v.changed)
 }
+
+struct UpdateAttrs<'t, 'm, M: Maintenance, G> {
+    f: G,
+    tlb: &'t mut TlbBatch<'m, M>,
+    changed: usize,
+}
+
+impl<F, P, M, G> Visitor<F, P> for UpdateAttrs<'_, '_, M, G>
+where
+    F: Format,
+    P: PageAllocator,
+    M: Maintenance,
+    G: FnMut(F::Attrs) -> F::Attrs,
+{
+    type Error = core::convert::Infallible;
+    const TABLE_VISITS: bool = false;
+
+    #[inline]
+    fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Self::Error> {
+        let level = run.level();
+        // `f` sees only the attributes, so a leaf that equals the previous one plus the
+        // format's leaf step (same attributes, next output address) gets the previous result
+        // plus the step, without decoding, calling `f` or encoding.
+        let step = F::leaf_step(level);
+        let mut memo: Option<(u64, u64)> = None;
+        for k in 0..run.len() {
+            let old = run.get(k);
+            let new = match (memo, step) {
+                (Some((prev_old, prev_new)), Some(step)) if old == prev_old.wrapping_add(step) => {
+                    prev_new.wrapping_add(step)
+                }
+                _ => match F::decode(old, level) {
+                    Entry::Leaf { oa, attrs } => F::encode_leaf(oa, (self.f)(attrs), level),
+                    _ => {
+                        memo = None;
+                        continue;
+                    }
+                },
+            };
+            memo = Some((old, new));
+            if new != old {
+                run.set(k, new);
+                self.tlb.leaf(run.ia(k), level);
+                self.changed += 1;
+            }
+        }
+        Ok(LeafFlow::Done)
+    }
+}
+
+/// [`update`] for a change that depends on the attributes alone (`stage2_wp_range`,
+/// `kvm_mmu_wp_memory_region`): `f(old_attrs)` gives the new attributes. Runs of leaves with
+/// the same attributes are rewritten with one add per leaf. Same TLB duty and return value as
+/// [`update`].
+pub fn update_attrs<F, P, M, G>(
+    w: &Walker<'_, F, P>,
+    start: u64,
+    size: u64,
+    partial: PartialBlock,
+    tlb: &mut TlbBatch<'_, M>,
+    f: G,
+) -> Result<usize, Error>
+where
+    F: Format,
+    P: PageAllocator,
+    M: Maintenance,
+    G: FnMut(F::Attrs) -> F::Attrs,
+{
+    let end = super::check_input(start, size, w.geometry().ia_size())?;
+    if partial == PartialBlock::Refuse {
+        w.walk(start, end, &mut FindPartial)?;
+    }
+    let mut v = UpdateAttrs { f, tlb, changed: 0 };
+    let Ok(()) = w.walk(start, end, &mut v);
+    v.tlb.sync();
+    Ok(v.changed)
+}
