@@ -92,6 +92,13 @@ impl<'m, M: Maintenance> TlbBatch<'m, M> {
         self.pending.clear();
     }
 
+    /// True when the batch has become one whole-regime invalidation: further
+    /// [`leaf`](Self::leaf) reports change nothing.
+    #[inline]
+    pub fn covers_all(&self) -> bool {
+        self.all
+    }
+
     /// True when invalidations are waiting for [`sync`](Self::sync).
     pub fn is_pending(&self) -> bool {
         self.all || !self.pending.is_empty()

@@ -50,6 +50,11 @@ pub trait Visitor<F: Format, P: PageAllocator> {
     /// [`table_post`](Self::table_post) at all.
     const TABLE_VISITS: bool = true;
 
+    /// Whether the walker should call [`leaf`](Self::leaf) at all. A visitor that only cares
+    /// about tables (freeing a tree) sets it false, and the walker then only looks for table
+    /// entries.
+    const LEAF_VISITS: bool = true;
+
     /// A run of non-table entries.
     fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Self::Error>;
 
@@ -168,6 +173,17 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
             Entries::<F, P>::new(self.alloc, table, base, first, len, level, table_ia, lo, hi)
         };
         let all = view(first, last + 1 - first);
+        if !V::LEAF_VISITS {
+            if level < LAST_LEVEL {
+                for i in first..last + 1 {
+                    if F::is_table(all.get(i - first), level) {
+                        let ia = table_ia + i as u64 * size;
+                        self.visit_table(v, &mut view(i, 1), level, ia, lo, hi, true)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
         let mut i = first;
         // End of the current run of non-table entries, once known: after a leaf visit that
         // descended at entry k, the entries after k were not touched by the visit (the

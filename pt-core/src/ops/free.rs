@@ -14,6 +14,7 @@ pub(crate) struct FreeTables;
 
 impl<F: Format, P: PageAllocator> Visitor<F, P> for FreeTables {
     type Error = Infallible;
+    const LEAF_VISITS: bool = false;
 
     fn leaf(&mut self, _: &mut Entries<'_, F, P>) -> Result<LeafFlow, Infallible> {
         Ok(LeafFlow::Done)

@@ -97,7 +97,9 @@ where
         // plus the step, without decoding, calling `f` or encoding.
         let step = F::leaf_step(level);
         let mut memo: Option<(u64, u64)> = None;
-        for k in 0..run.len() {
+        let len = run.len();
+        let mut k = 0;
+        while k < len {
             let old = run.get(k);
             let new = match (memo, step) {
                 (Some((prev_old, prev_new)), Some(step)) if old == prev_old.wrapping_add(step) => {
@@ -107,15 +109,36 @@ where
                     Entry::Leaf { oa, attrs } => F::encode_leaf(oa, (self.f)(attrs), level),
                     _ => {
                         memo = None;
+                        k += 1;
                         continue;
                     }
                 },
             };
             memo = Some((old, new));
-            if new != old {
-                run.set(k, new);
-                self.tlb.leaf(run.ia(k), level);
-                self.changed += 1;
+            k += 1;
+            if new == old {
+                continue;
+            }
+            run.set(k - 1, new);
+            self.tlb.leaf(run.ia(k - 1), level);
+            self.changed += 1;
+            // Once the batch is one whole-regime invalidation, the leaves that continue the
+            // same pattern need only their store.
+            if let (Some(step), true) = (step, self.tlb.covers_all()) {
+                let (mut po, mut pn) = (old, new);
+                let start = k;
+                while k < len {
+                    let o = run.get(k);
+                    if o != po.wrapping_add(step) {
+                        break;
+                    }
+                    pn = pn.wrapping_add(step);
+                    run.set(k, pn);
+                    po = o;
+                    k += 1;
+                }
+                self.changed += k - start;
+                memo = Some((po, pn));
             }
         }
         Ok(LeafFlow::Done)
