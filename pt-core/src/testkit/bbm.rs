@@ -37,11 +37,13 @@ struct Broken {
 /// Checker state; see the module documentation.
 #[derive(Default)]
 pub struct Checker {
-    /// Broken entries (table page, index) not yet known to be clean, and clean ones until
-    /// remade.
+    /// Broken entries (table page, index) not yet known to be clean. An entry is dropped once
+    /// its break is synchronised: a clean break constrains nothing any more, and keeping the
+    /// set small keeps every barrier and invalidation cheap to check.
     broken: HashMap<(PhysAddr, usize), Broken>,
-    /// Entries currently valid: (table, index) -> (stage, level, kind).
-    valid: HashMap<(PhysAddr, usize), DescKind>,
+    /// Entries currently valid, per table page: table -> index -> kind (so freeing a table
+    /// forgets its entries without scanning the others).
+    valid: HashMap<PhysAddr, HashMap<usize, DescKind>>,
     /// Number of valid entries per table page (key: table base as traced).
     valid_count: HashMap<PhysAddr, usize>,
     /// Parent entry of each table page.
@@ -109,6 +111,7 @@ impl Checker {
                         }
                     }
                 }
+                self.broken.retain(|_, b| !b.clean);
                 for s in 0..2 {
                     if let Some(at) = self.all_pending[s].take() {
                         self.all_clean[s] = at;
@@ -183,9 +186,9 @@ impl Checker {
             _ => {}
         }
         if new_valid {
-            self.valid.insert(key, new);
-        } else {
-            self.valid.remove(&key);
+            self.valid.entry(table).or_default().insert(index, new);
+        } else if let Some(t) = self.valid.get_mut(&table) {
+            t.remove(&index);
         }
         if let DescKind::Table(child) = new {
             self.parent.insert(child, key);
@@ -225,7 +228,7 @@ impl Checker {
             return false;
         }
         match self.parent.get(&page) {
-            Some(&(t, i)) => match self.valid.get(&(t, i)) {
+            Some(&(t, i)) => match self.valid.get(&t).and_then(|e| e.get(&i)) {
                 Some(DescKind::Table(c)) if *c == page => self.reachable(t, depth + 1),
                 // The parent entry was broken (or points elsewhere) without the break being
                 // synchronised yet: the walker may still hold it.
@@ -253,7 +256,7 @@ impl Checker {
         self.retired.remove(&page);
         self.written.remove(&page);
         self.valid_count.remove(&page);
-        self.valid.retain(|(t, _), _| *t != page);
+        self.valid.remove(&page);
         self.broken.retain(|(t, _), _| *t != page);
     }
 }

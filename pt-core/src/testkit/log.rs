@@ -10,16 +10,23 @@ use super::bbm::Checker;
 std::thread_local! {
     static LOG: RefCell<Vec<Record>> = const { RefCell::new(Vec::new()) };
     static CHECKER: RefCell<Checker> = RefCell::new(Checker::default());
+    /// Every TLB invalidation since the last [`reset`], kept across [`clear`] (for the
+    /// simulated TLB, which reads it through a cursor).
+    static TLB_HISTORY: RefCell<Vec<TlbOp>> = const { RefCell::new(Vec::new()) };
 }
 
 pub(crate) fn push(r: Record) {
     LOG.with(|l| l.borrow_mut().push(r));
     CHECKER.with(|c| c.borrow_mut().feed(&r));
+    if let Record::Tlb(op) = r {
+        TLB_HISTORY.with(|h| h.borrow_mut().push(op));
+    }
 }
 
 /// Forgets everything recorded on this thread and resets the checker.
 pub fn reset() {
     LOG.with(|l| l.borrow_mut().clear());
+    TLB_HISTORY.with(|h| h.borrow_mut().clear());
     CHECKER.with(|c| *c.borrow_mut() = Checker::default());
 }
 
@@ -43,6 +50,23 @@ pub fn tlb_ops() -> Vec<TlbOp> {
                 _ => None,
             })
             .collect()
+    })
+}
+
+/// Number of TLB invalidations recorded on this thread since the last [`reset`] (not
+/// affected by [`clear`]): a cursor for [`tlb_history_from`].
+pub fn tlb_history_len() -> usize {
+    TLB_HISTORY.with(|h| h.borrow().len())
+}
+
+/// The TLB invalidations recorded since the last [`reset`] from position `from` of the history
+/// on, in order (empty when `from` is at or past its end).
+pub fn tlb_history_from(from: usize) -> Vec<TlbOp> {
+    TLB_HISTORY.with(|h| {
+        h.borrow()
+            .get(from..)
+            .map(<[TlbOp]>::to_vec)
+            .unwrap_or_default()
     })
 }
 
