@@ -177,9 +177,27 @@ impl<'a, F: Format, P: PageAllocator> Entries<'a, F, P> {
 
     #[inline(always)]
     fn ptr(&self, k: usize) -> *mut u64 {
-        debug_assert!(k < self.len);
+        // A real check, not a debug one: `get`/`set` are safe methods that visitors outside
+        // this crate call, so an index past the view must not reach memory.
+        assert!(
+            k < self.len,
+            "entry {k} outside a view of {} entries",
+            self.len
+        );
         // SAFETY: `new`'s contract makes `first + len` entries valid; k < len.
         unsafe { self.base.add(self.first + k) }
+    }
+
+    /// Raw descriptor of entry `k`, without the bounds check of [`get`](Self::get): for the
+    /// walker's own scans.
+    ///
+    /// # Safety
+    /// `k` must be below [`len`](Self::len).
+    #[inline(always)]
+    pub(crate) unsafe fn get_unchecked(&self, k: usize) -> u64 {
+        debug_assert!(k < self.len);
+        // SAFETY: `new`'s contract makes `first + len` entries valid and the caller k < len.
+        unsafe { load(self.base.add(self.first + k)) }
     }
 
     /// Raw descriptor of entry `k`.
@@ -209,6 +227,20 @@ impl<'a, F: Format, P: PageAllocator> Entries<'a, F, P> {
         unsafe { store(self.ptr(k), desc) }
     }
 
+    /// [`set`](Self::set) without the bounds check, for the crate's own loops over a view.
+    ///
+    /// # Safety
+    /// `k` must be below [`len`](Self::len).
+    #[inline(always)]
+    pub(crate) unsafe fn set_unchecked(&mut self, k: usize, desc: u64) {
+        debug_assert!(k < self.len);
+        if P::TRACE {
+            self.trace(k, desc);
+        }
+        // SAFETY: `new`'s contract makes `first + len` entries valid and the caller k < len.
+        unsafe { store(self.base.add(self.first + k), desc) }
+    }
+
     #[cold]
     fn trace(&self, k: usize, new: u64) {
         let old = self.get(k);
@@ -235,9 +267,9 @@ impl<'a, F: Format, P: PageAllocator> Entries<'a, F, P> {
             Some(step) if !P::TRACE => {
                 let mut desc = F::encode_leaf(oa, attrs, level);
                 let p = self.ptr(k);
+                assert!(k + n <= self.len, "fill_leaves past the view");
                 for i in 0..n {
-                    debug_assert!(k + i < self.len);
-                    // SAFETY: k + i < len (checked by the callers' loop bounds, asserted above).
+                    // SAFETY: k + n <= len (asserted above), so k + i < len.
                     unsafe { store(p.add(i), desc) };
                     desc = desc.wrapping_add(step);
                 }

@@ -27,6 +27,10 @@ pub enum LeafFlow {
     /// Entries before `k` were handled and entry `k` is now a table: descend into it (then
     /// post-visit it) and continue after it.
     Descend(usize),
+    /// As [`Descend`](Self::Descend), and the table at entry `k` was just created: every entry
+    /// of it is invalid, so the walker hands its covered entries to the visitor as one run
+    /// without scanning them for tables.
+    DescendNew(usize),
 }
 
 /// What the walker does after a pre-table visit.
@@ -137,7 +141,7 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
     /// (`end <= geometry.ia_size()`): callers validate it first.
     pub fn walk<V: Visitor<F, P>>(&self, start: u64, end: u64, v: &mut V) -> Result<(), V::Error> {
         debug_assert!(start < end && end <= self.geom.ia_size());
-        self.walk_table(v, self.root, self.geom.start_level(), 0, start, end)
+        self.walk_table(v, self.root, self.geom.start_level(), 0, start, end, false)
     }
 
     /// Visits `[start, end)` inside the subtree whose table at `level` is `table` and covers
@@ -151,9 +155,12 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
     ) -> Result<(), V::Error> {
         let entries = self.geom.entries_at(level) as u64;
         let end = table_ia + entries * entry_size(level);
-        self.walk_table(v, table, level, table_ia, table_ia, end)
+        self.walk_table(v, table, level, table_ia, table_ia, end, false)
     }
 
+    // The recursion carries the table, its level and the clipped range explicitly; bundling
+    // them would only move the same fields into a struct rebuilt at every level.
+    #[allow(clippy::too_many_arguments)]
     fn walk_table<V: Visitor<F, P>>(
         &self,
         v: &mut V,
@@ -162,6 +169,7 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
         table_ia: u64,
         lo: u64,
         hi: u64,
+        fresh: bool,
     ) -> Result<(), V::Error> {
         let base = self.alloc.phys_to_virt(table);
         let size = entry_size(level);
@@ -173,10 +181,12 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
             Entries::<F, P>::new(self.alloc, table, base, first, len, level, table_ia, lo, hi)
         };
         let all = view(first, last + 1 - first);
+        // SAFETY: every caller below passes an index in `first..=last`, inside `all`.
+        let entry = |i: usize| unsafe { all.get_unchecked(i - first) };
         if !V::LEAF_VISITS {
             if level < LAST_LEVEL {
                 for i in first..last + 1 {
-                    if F::is_table(all.get(i - first), level) {
+                    if F::is_table(entry(i), level) {
                         let ia = table_ia + i as u64 * size;
                         self.visit_table(v, &mut view(i, 1), level, ia, lo, hi, true)?;
                     }
@@ -188,9 +198,10 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
         // End of the current run of non-table entries, once known: after a leaf visit that
         // descended at entry k, the entries after k were not touched by the visit (the
         // `LeafFlow::Descend` contract), so the rest of the run needs no rescan.
-        let mut known_end: Option<usize> = None;
+        // A table the visitor just created holds only invalid entries: one run, no scan.
+        let mut known_end: Option<usize> = fresh.then_some(last + 1);
         while i <= last {
-            if known_end.is_none() && level < LAST_LEVEL && F::is_table(all.get(i - first), level) {
+            if known_end.is_none() && level < LAST_LEVEL && F::is_table(entry(i), level) {
                 self.visit_table(
                     v,
                     &mut view(i, 1),
@@ -209,7 +220,7 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
                 Some(j) => j,
                 None if level < LAST_LEVEL => {
                     let mut j = i + 1;
-                    while j <= last && !F::is_table(all.get(j - first), level) {
+                    while j <= last && !F::is_table(entry(j), level) {
                         j += 1;
                     }
                     j
@@ -217,14 +228,17 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
                 None => last + 1,
             };
             let mut run = view(i, j - i);
-            match v.leaf(&mut run)? {
+            let flow = v.leaf(&mut run)?;
+            match flow {
                 LeafFlow::Done => i = j,
-                LeafFlow::Descend(k) => {
+                LeafFlow::Descend(k) | LeafFlow::DescendNew(k) => {
                     let at = i + k;
                     debug_assert!(at < j);
-                    if level < LAST_LEVEL && F::is_table(all.get(at - first), level) {
+                    if level < LAST_LEVEL && F::is_table(entry(at), level) {
                         let ia = table_ia + at as u64 * size;
-                        self.visit_table(v, &mut view(at, 1), level, ia, lo, hi, false)?;
+                        let mut e = view(at, 1);
+                        let new = matches!(flow, LeafFlow::DescendNew(_));
+                        self.descend(v, &mut e, level, ia, lo, hi, new)?;
                     }
                     i = at + 1;
                     if i < j {
@@ -251,7 +265,23 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
         if pre && V::TABLE_VISITS && v.table_pre(entry)? == TableFlow::Skip {
             return Ok(());
         }
-        // Re-read: the pre-visit may have replaced the table.
+        self.descend(v, entry, level, entry_ia, lo, hi, false)
+    }
+
+    /// Walks the children of the table entry `entry` (re-read first: a pre-visit may have
+    /// replaced it), then post-visits it.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn descend<V: Visitor<F, P>>(
+        &self,
+        v: &mut V,
+        entry: &mut Entries<'_, F, P>,
+        level: u8,
+        entry_ia: u64,
+        lo: u64,
+        hi: u64,
+        fresh: bool,
+    ) -> Result<(), V::Error> {
         let desc = entry.get(0);
         if !F::is_table(desc, level) {
             return Ok(());
@@ -262,7 +292,7 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
         };
         let end = entry_ia.wrapping_add(entry_size(level));
         let c_hi = if end == 0 || end > hi { hi } else { end };
-        self.walk_table(v, child, level + 1, entry_ia, lo.max(entry_ia), c_hi)?;
+        self.walk_table(v, child, level + 1, entry_ia, lo.max(entry_ia), c_hi, fresh)?;
         if V::TABLE_VISITS {
             v.table_post(entry)?;
         }

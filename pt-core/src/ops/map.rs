@@ -156,7 +156,7 @@ impl<F: Format, P: PageAllocator, S: TableSource> Visitor<F, P> for Apply<'_, '_
                 if self.fresh.is_none() {
                     self.fresh = Some(level);
                 }
-                return Ok(LeafFlow::Descend(k));
+                return Ok(LeafFlow::DescendNew(k));
             }
         }
         Ok(LeafFlow::Done)

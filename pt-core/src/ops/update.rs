@@ -100,7 +100,8 @@ where
         let len = run.len();
         let mut k = 0;
         while k < len {
-            let old = run.get(k);
+            // SAFETY: k < len = run.len().
+            let old = unsafe { run.get_unchecked(k) };
             let new = match (memo, step) {
                 (Some((prev_old, prev_new)), Some(step)) if old == prev_old.wrapping_add(step) => {
                     prev_new.wrapping_add(step)
@@ -128,12 +129,14 @@ where
                 let (mut po, mut pn) = (old, new);
                 let start = k;
                 while k < len {
-                    let o = run.get(k);
+                    // SAFETY: k < len = run.len().
+                    let o = unsafe { run.get_unchecked(k) };
                     if o != po.wrapping_add(step) {
                         break;
                     }
                     pn = pn.wrapping_add(step);
-                    run.set(k, pn);
+                    // SAFETY: as above.
+                    unsafe { run.set_unchecked(k, pn) };
                     po = o;
                     k += 1;
                 }
