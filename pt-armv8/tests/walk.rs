@@ -6,56 +6,13 @@ use pt_armv8::regs::{vtcr_el2, vttbr_el2};
 use pt_armv8::{HypFormat, Maint, S2Format};
 use pt_core::ops::{self, MapRequest, PartialBlock};
 use pt_core::testkit::{log, Arena};
-use pt_core::trace::{record, Record};
+use pt_core::trace::Record;
 use pt_core::{
     Barrier, Geometry, Limits, MemType, PageAllocator, Perms, PhysAddr, Stage1Attrs, Stage2Attrs,
-    TlbBatch, TlbOp, TlbScope, TraceEvent, Walker, BLOCK_2M, PAGE_SIZE,
+    TlbBatch, TlbOp, TlbScope, Walker, BLOCK_2M, PAGE_SIZE,
 };
-use std::cell::Cell;
 
-/// The arena, with `free` counted here instead of in the arena.
-///
-/// Workaround: pt-core's `Arena::free` (at commit 83e87f9) panics with "RefCell already mutably
-/// borrowed" (it calls `index`, which borrows `inner`, while holding `borrow_mut`). Once that
-/// is fixed, use the arena directly and assert `arena.live_pages() == 0`.
-struct Counting<'a> {
-    arena: &'a Arena,
-    freed: Cell<usize>,
-}
-
-impl PageAllocator for Counting<'_> {
-    const TRACE: bool = true;
-    fn alloc_zeroed(&self) -> Option<PhysAddr> {
-        self.arena.alloc_zeroed()
-    }
-    fn alloc_contiguous_zeroed(&self, pages: usize) -> Option<PhysAddr> {
-        self.arena.alloc_contiguous_zeroed(pages)
-    }
-    fn free(&self, pa: PhysAddr, pages: usize) {
-        record(Record::Free { pa, pages });
-        self.freed.set(self.freed.get() + pages);
-    }
-    fn phys_to_virt(&self, pa: PhysAddr) -> *mut u64 {
-        self.arena.phys_to_virt(pa)
-    }
-    fn trace(&self, event: &TraceEvent) {
-        self.arena.trace(event)
-    }
-}
-
-impl<'a> Counting<'a> {
-    fn new(arena: &'a Arena) -> Self {
-        Self {
-            arena,
-            freed: Cell::new(0),
-        }
-    }
-    fn live_pages(&self) -> usize {
-        self.arena.allocated_pages() - self.freed.get()
-    }
-}
-
-fn new_root(alloc: &Counting<'_>, geom: &Geometry) -> PhysAddr {
+fn new_root(alloc: &Arena, geom: &Geometry) -> PhysAddr {
     alloc
         .alloc_contiguous_zeroed(geom.root_pages())
         .expect("root")
@@ -65,8 +22,8 @@ fn new_root(alloc: &Counting<'_>, geom: &Geometry) -> PhysAddr {
 fn stage2_40_bit_map_translate_unmap_free_leaves_no_page_behind() {
     let arena = Arena::standard();
     let geom = Geometry::new(Limits::ARMV8_STAGE2, 40).unwrap();
-    let alloc = Counting::new(&arena);
-    let root = new_root(&alloc, &geom);
+    let alloc = &arena;
+    let root = new_root(alloc, &geom);
     let vttbr = vttbr_el2(&geom, root, 3).unwrap();
     assert!(vtcr_el2(&geom, 40).is_ok());
     let w = Walker::<S2Format, _>::new(geom, root, &alloc);
@@ -147,7 +104,7 @@ fn stage2_40_bit_map_translate_unmap_free_leaves_no_page_behind() {
     ops::free_tree(&w, &mut tlb);
     drop(tlb);
     assert!(log::tlb_ops().contains(&TlbOp::S2Vmid { vttbr }));
-    assert!(alloc.live_pages() == 0 && alloc.freed.get() > 0);
+    assert!(alloc.live_pages() == 0 && alloc.freed_pages() > 0);
     assert!(log::violations().is_empty(), "{:?}", log::violations());
 }
 
@@ -155,8 +112,8 @@ fn stage2_40_bit_map_translate_unmap_free_leaves_no_page_behind() {
 fn hyp_48_bit_map_translate_unmap_free() {
     let arena = Arena::standard();
     let geom = Geometry::new(Limits::ARMV8_STAGE1, 48).unwrap();
-    let alloc = Counting::new(&arena);
-    let root = new_root(&alloc, &geom);
+    let alloc = &arena;
+    let root = new_root(alloc, &geom);
     let w = Walker::<HypFormat, _>::new(geom, root, &alloc);
 
     let va = 0xffff_8000_0000;
@@ -221,5 +178,5 @@ fn hyp_48_bit_map_translate_unmap_free() {
     let mut tlb = TlbBatch::new(&Maint, TlbScope::Hyp);
     ops::free_tree(&w, &mut tlb);
     drop(tlb);
-    assert!(alloc.live_pages() == 0 && alloc.freed.get() > 0);
+    assert!(alloc.live_pages() == 0 && alloc.freed_pages() > 0);
 }
