@@ -182,6 +182,37 @@ fn whole_vmid_invalidation_covers_every_break() {
 }
 
 #[test]
+fn invalidation_of_another_vms_vmid_does_not_cover_the_break() {
+    let arena = Arena::standard();
+    let w = tree::<Fake>(&arena);
+    let other = tree::<Fake>(&arena);
+    // The VTTBR of the other VM: its root in BADDR, VMID 7.
+    let other_vttbr = other.root().0 | (7 << 48);
+    poke(&w, 0, 3, |e| {
+        e.set(0, Fake::INVALID);
+        record(Record::Tlb(TlbOp::S2Vmid { vttbr: other_vttbr }));
+        record(DSB);
+        e.set(0, leaf::<Fake>(B, 1, 3));
+    });
+    assert_one_violation("without TLB invalidation");
+}
+
+#[test]
+fn invalidation_of_this_vms_vmid_covers_the_break() {
+    let arena = Arena::standard();
+    let w = tree::<Fake>(&arena);
+    let _other = tree::<Fake>(&arena);
+    let vttbr = w.root().0 | (3 << 48);
+    poke(&w, 0, 3, |e| {
+        e.set(0, Fake::INVALID);
+        record(Record::Tlb(TlbOp::S2Vmid { vttbr }));
+        record(DSB);
+        e.set(0, leaf::<Fake>(B, 1, 3));
+    });
+    assert_clean();
+}
+
+#[test]
 fn permission_only_change_of_the_same_output_is_clean() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);

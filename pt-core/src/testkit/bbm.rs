@@ -30,6 +30,9 @@ struct Broken {
     was: DescKind,
     /// For a table: whether its subtree held valid entries at the break.
     subtree_live: bool,
+    /// Root table of the tree the entry belongs to (stage-2 invalidations name it through
+    /// the VTTBR they carry).
+    root: PhysAddr,
     invalidated: bool,
     clean: bool,
 }
@@ -160,6 +163,7 @@ impl Checker {
             self.broken.remove(&key);
         }
         if old_valid && !new_valid {
+            let root = self.root_of(table);
             let subtree_live = match old {
                 DescKind::Table(child) => self.valid_count.get(&child).copied().unwrap_or(0) > 0,
                 _ => false,
@@ -172,6 +176,7 @@ impl Checker {
                     level,
                     was: old,
                     subtree_live,
+                    root,
                     invalidated: false,
                     clean: false,
                 },
@@ -196,7 +201,30 @@ impl Checker {
         }
     }
 
+    /// The root of the tree holding table page `page` (the page itself for a root).
+    fn root_of(&self, mut page: PhysAddr) -> PhysAddr {
+        for _ in 0..8 {
+            match self.parent.get(&page) {
+                Some(&(t, _)) => page = t,
+                None => break,
+            }
+        }
+        page
+    }
+
+    /// The tree a stage-2 invalidation is for: the root in its VTTBR's base-address field
+    /// (bits [47:1]) when that is a root this checker has seen written; `None` (any tree) for
+    /// a VTTBR naming no known root, as tests with made-up VTTBR values use.
+    fn s2_target(&self, vttbr: u64) -> Option<PhysAddr> {
+        let root = PhysAddr(vttbr & 0x0000_ffff_ffff_fffe);
+        (self.written.contains(&root) && !self.parent.contains_key(&root)).then_some(root)
+    }
+
     fn tlb(&mut self, op: TlbOp) {
+        let target = match op {
+            TlbOp::S2Ipa { vttbr, .. } | TlbOp::S2Vmid { vttbr } => self.s2_target(vttbr),
+            _ => None,
+        };
         let (stage, addr, all) = match op {
             TlbOp::S2Ipa { ipa, .. } => (Stage::Stage2, ipa.0, false),
             TlbOp::S2Vmid { .. } => (Stage::Stage2, 0, true),
@@ -208,7 +236,7 @@ impl Checker {
             self.all_pending[si(stage)] = Some(self.seq);
         }
         for b in self.broken.values_mut() {
-            if b.stage != stage || b.invalidated {
+            if b.stage != stage || b.invalidated || target.is_some_and(|r| r != b.root) {
                 continue;
             }
             let inside = addr >= b.ia && addr - b.ia < entry_size(b.level);
