@@ -355,17 +355,7 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
             size,
             PartialBlock::Whole,
             &mut tlb,
-            |a: Stage2Attrs| {
-                if a.perms.write() {
-                    Stage2Attrs {
-                        perms: a.perms.without(Perms::W),
-                        logged: true,
-                        ..a
-                    }
-                } else {
-                    a
-                }
-            },
+            logged_read_only,
         )
         .map_err(Error::from)
     }
@@ -437,12 +427,8 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
             |ia, level, _, a: Stage2Attrs| {
                 let from = (ia.max(start) - base) >> PAGE_SHIFT;
                 let to = ((ia + pt_core::entry_size(level)).min(end) - base) >> PAGE_SHIFT;
-                if a.perms.write() && (from..to).any(set) {
-                    Stage2Attrs {
-                        perms: a.perms.without(Perms::W),
-                        logged: true,
-                        ..a
-                    }
+                if (from..to).any(set) {
+                    logged_read_only(a)
                 } else {
                     a
                 }
@@ -756,6 +742,20 @@ impl<A: Arch, P: PageAllocator> Drop for Stage2<A, P> {
         let w = Walker::<A::S2, P>::new(self.geom, self.root, &self.alloc);
         let mut tlb = TlbBatch::new(&self.maint, TlbScope::Stage2 { vttbr: self.vttbr });
         ops::free_tree(&w, &mut tlb);
+    }
+}
+
+/// The attributes dirty logging gives a writable leaf: read-only, with the software "logged"
+/// bit so the fault path may give write permission back. Other leaves are left as they are.
+fn logged_read_only(a: Stage2Attrs) -> Stage2Attrs {
+    if a.perms.write() {
+        Stage2Attrs {
+            perms: a.perms.without(Perms::W),
+            logged: true,
+            ..a
+        }
+    } else {
+        a
     }
 }
 

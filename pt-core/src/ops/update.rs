@@ -63,14 +63,26 @@ where
     M: Maintenance,
     G: FnMut(u64, u8, PhysAddr, F::Attrs) -> F::Attrs,
 {
-    let end = super::check_input(start, size, w.geometry().ia_size())?;
-    if partial == PartialBlock::Refuse {
-        w.walk(start, end, &mut FindPartial)?;
-    }
+    let end = checked_end(w, start, size, partial)?;
     let mut v = Update { f, tlb, changed: 0 };
     let Ok(()) = w.walk(start, end, &mut v);
     v.tlb.sync();
     Ok(v.changed)
+}
+
+/// Validates `[start, start + size)` and, with [`PartialBlock::Refuse`], that no block straddles
+/// it; returns its end.
+fn checked_end<F: Format, P: PageAllocator>(
+    w: &Walker<'_, F, P>,
+    start: u64,
+    size: u64,
+    partial: PartialBlock,
+) -> Result<u64, Error> {
+    let end = super::check_input(start, size, w.geometry().ia_size())?;
+    if partial == PartialBlock::Refuse {
+        w.walk(start, end, &mut FindPartial)?;
+    }
+    Ok(end)
 }
 
 struct UpdateAttrs<'t, 'm, M: Maintenance, G> {
@@ -166,10 +178,7 @@ where
     M: Maintenance,
     G: FnMut(F::Attrs) -> F::Attrs,
 {
-    let end = super::check_input(start, size, w.geometry().ia_size())?;
-    if partial == PartialBlock::Refuse {
-        w.walk(start, end, &mut FindPartial)?;
-    }
+    let end = checked_end(w, start, size, partial)?;
     let mut v = UpdateAttrs { f, tlb, changed: 0 };
     let Ok(()) = w.walk(start, end, &mut v);
     v.tlb.sync();
