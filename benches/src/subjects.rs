@@ -189,9 +189,9 @@ pub type OursV8 = Ours<Armv8>;
 pub type OursV7 = Ours<Armv7>;
 
 /// Stage-2 leaf attribute bits every subject writes: MemAttr normal WB/WB, S2AP RW, SH inner,
-/// AF (bits [10:2]); what our `Stage2Attrs::ram(Perms::RWX)` encodes on ARMv8.
+/// AF (bits `[10:2]`); what our `Stage2Attrs::ram(Perms::RWX)` encodes on ARMv8.
 pub const S2_RAM_ATTRS: u64 = (0xf << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10);
-/// S2AP[1]: write permission.
+/// `S2AP[1]`: write permission.
 pub const S2AP_W: u64 = 1 << 7;
 
 // ----- aarch64-paging -----------------------------------------------------------------
@@ -415,7 +415,7 @@ mod ptg {
         fn flush(_vaddr: Option<VirtAddr>) {}
     }
 
-    /// page-table-generic 0.9 with [`S2Pte`].
+    /// page-table-generic 0.9 with the bench's own stage-2 entry type `S2Pte`.
     pub struct PageTableGeneric(PageTable<S2Meta, PtgAlloc>);
 
     fn map(t: &mut PageTable<S2Meta, PtgAlloc>, ia: u64, pa: u64, size: u64, huge: bool) {
