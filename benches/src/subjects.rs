@@ -51,7 +51,10 @@ pub trait Subject: Sized {
     /// registers, with a top-up cache filled first.
     fn fault(&mut self, ia: u64) {
         let _ = ia;
-        unimplemented!("{} has no fault path", Self::NAME)
+        unreachable!(
+            "{} has no fault path: callers check `FAULT` first",
+            Self::NAME
+        )
     }
 }
 
