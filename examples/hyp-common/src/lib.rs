@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod alloc;
+pub mod layout;
 pub mod scenario;
 pub mod selftest;
 pub mod uart;
@@ -266,14 +267,22 @@ pub trait Platform {
 
     /// Physical address range of the guest program (page aligned,
     /// section `.guest_text`).
-    fn guest_code() -> Range<usize>;
+    fn guest_code() -> Range<usize> {
+        layout::guest_code()
+    }
     /// Offset of the guest entry point from `guest_code().start`.
-    fn guest_entry_offset() -> usize;
+    fn guest_entry_offset() -> usize {
+        layout::guest_entry_offset()
+    }
     /// A page-aligned, zero-initialised RAM area reserved for guest data
     /// (section `.guest_data`).
-    fn guest_data() -> Range<usize>;
+    fn guest_data() -> Range<usize> {
+        layout::guest_data()
+    }
     /// First free page-aligned RAM address after the image, and the end of RAM.
-    fn free_ram() -> Range<usize>;
+    fn free_ram() -> Range<usize> {
+        layout::free_ram()
+    }
 
     /// Guest register `n` (`n < NUM_REGS`).
     fn reg(&self, n: usize) -> u64;

@@ -152,41 +152,6 @@ pub fn invalidate_guest_tlb() {
     }
 }
 
-extern "C" {
-    static __guest_start: u8;
-    static __guest_end: u8;
-    static __guest_entry: u8;
-    static __guest_data_start: u8;
-    static __guest_data_end: u8;
-    static __image_end: u8;
-    static __ram_end: u8;
-}
-
-fn sym(s: &u8) -> usize {
-    s as *const u8 as usize
-}
-
-/// PA range of the guest program.
-pub fn guest_code() -> core::ops::Range<usize> {
-    // SAFETY: linker-defined symbols; only their addresses are used.
-    unsafe { sym(&__guest_start)..sym(&__guest_end) }
-}
-
-pub fn guest_entry_offset() -> usize {
-    // SAFETY: as above.
-    unsafe { sym(&__guest_entry) - sym(&__guest_start) }
-}
-
-pub fn guest_data() -> core::ops::Range<usize> {
-    // SAFETY: as above.
-    unsafe { sym(&__guest_data_start)..sym(&__guest_data_end) }
-}
-
-pub fn free_ram() -> core::ops::Range<usize> {
-    // SAFETY: as above.
-    unsafe { sym(&__image_end)..sym(&__ram_end) }
-}
-
 // The guest program (SVC mode, ARM state, MMU off, position independent).
 // Interprets the commands of `hyp_common::cmd`: r0 opcode, r1 address,
 // r2 value, r3 count, r4 stride, r5/r6 FILL scratch, r5..r12 address list.

@@ -17,7 +17,6 @@ mod semihosting;
 
 use core::arch::asm;
 use core::fmt;
-use core::ops::Range;
 use core::panic::PanicInfo;
 use hyp_common::{println, selftest, uart, Checks, GuestExit, Platform};
 
@@ -65,22 +64,6 @@ impl Platform for A53 {
     unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
         // SAFETY: forwarded contract.
         unsafe { mmu::enable_hyp_mmu(regs) }
-    }
-
-    fn guest_code() -> Range<usize> {
-        guest::guest_code()
-    }
-
-    fn guest_entry_offset() -> usize {
-        guest::guest_entry_offset()
-    }
-
-    fn guest_data() -> Range<usize> {
-        guest::guest_data()
-    }
-
-    fn free_ram() -> Range<usize> {
-        guest::free_ram()
     }
 
     fn reg(&self, n: usize) -> u64 {
