@@ -8,7 +8,7 @@
 //! operations therefore measure page-table work, not `memset`.
 
 use core::cell::{Cell, RefCell};
-use pt_core::{PageAllocator, PhysAddr};
+use pt_core::{GuestMemory, GuestMemoryError, PageAllocator, PhysAddr};
 use std::alloc::{alloc, Layout};
 
 /// Fake physical address of the first pool page (inside 40 bits, so ARMv7 LPAE and ARMv8
@@ -116,7 +116,9 @@ impl Pool {
     }
 }
 
-impl PageAllocator for Pool {
+// SAFETY: every page handed out is a zeroed page of the pool's own buffer, used by one tree
+// until freed; `phys_to_virt` returns its address in the buffer.
+unsafe impl PageAllocator for Pool {
     const TRACE: bool = false;
 
     #[inline]
@@ -165,6 +167,22 @@ impl PageAllocator for Pool {
     #[inline]
     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u64 {
         self.ptr(pa.0) as *mut u64
+    }
+}
+
+// SAFETY: on the host the maintenance backends only record (here: count nothing and
+// dereference nothing) the addresses they are given; guest memory has no backing here and is
+// lent at its physical address, like an identity-mapped hypervisor would.
+unsafe impl GuestMemory for Pool {
+    #[inline]
+    fn with_va(
+        &self,
+        pa: PhysAddr,
+        len: u64,
+        f: &mut dyn FnMut(usize, usize),
+    ) -> Result<(), GuestMemoryError> {
+        f(pa.0 as usize, len as usize);
+        Ok(())
     }
 }
 

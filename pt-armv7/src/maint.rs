@@ -18,15 +18,16 @@
 //! | TLBIALLNSNHIS (every VMID) | `MCR p15, 4, Rt, c8, c3, 4` |
 //! | TLBIMVAHIS (HYP, by VA) | `MCR p15, 4, Rt, c8, c3, 1` |
 //! | TLBIALLHIS (HYP, all) | `MCR p15, 4, Rt, c8, c3, 0` |
-//! | DCCIMVAC / DCCMVAC | `MCR p15, 0, Rt, c7, c14, 1` / `c7, c10, 1` |
+//! | DCCIMVAC / DCCMVAC / DCCMVAU | `MCR p15, 0, Rt, c7, c14, 1` / `c7, c10, 1` / `c7, c11, 1` |
+//! | ATS1CPR (stage-1 PL1 read translation) | `MCR p15, 0, Rt, c7, c8, 0` |
+//! | PAR (64-bit) read / write | `MRRC/MCRR p15, 0, Rt, Rt2, c7` |
 //! | ICIALLUIS / BPIALLIS | `MCR p15, 0, Rt, c7, c1, 0` / `c7, c1, 6` |
 //! | CTR read | `MRC p15, 0, Rt, c0, c0, 1` |
 //!
-//! Virtual addresses are 32 bits on ARMv7. A correct caller never asks for a TLB or cache
-//! operation on a VA at or above 4 GiB (the HYP geometry cannot map one); if it happens anyway
-//! it is handled without a panic: a HYP TLB invalidation by such a VA becomes TLBIALLHIS
-//! (over-invalidating is always safe), and the part of a cache range at or above 4 GiB is
-//! skipped (there is nothing there to clean).
+//! Virtual addresses are 32 bits on ARMv7. Cache maintenance takes its range as `usize`, which
+//! cannot name an address above 4 GiB on the target (guest memory there is reached through a
+//! `GuestMemory` port that lends a 32-bit VA). A HYP TLB invalidation by a VA at or above 4 GiB
+//! (which the HYP geometry cannot map) becomes TLBIALLHIS: over-invalidating is always safe.
 
 use cfg_if::cfg_if;
 use pt_core::trace::{record, Record};
@@ -51,6 +52,14 @@ pub mod mnemonic {
     pub const DCCIMVAC: &str = "mcr dccimvac";
     /// `MCR p15, 0, Rt, c7, c10, 1`: DCCMVAC (operand: the line-aligned VA).
     pub const DCCMVAC: &str = "mcr dccmvac";
+    /// `MCR p15, 0, Rt, c7, c11, 1`: DCCMVAU (operand: the line-aligned VA).
+    pub const DCCMVAU: &str = "mcr dccmvau";
+    /// `MCR p15, 0, Rt, c7, c8, 0`: ATS1CPR, stage-1 PL1 read translation of the VA operand.
+    pub const ATS1CPR: &str = "mcr ats1cpr";
+    /// `MRRC p15, 0, Rt, Rt2, c7`: read the 64-bit PAR (host: the queued test value).
+    pub const MRRC_PAR: &str = "mrrc par";
+    /// `MCRR p15, 0, Rt, Rt2, c7`: write the 64-bit PAR (operand: the value).
+    pub const MCRR_PAR: &str = "mcrr par";
     /// `MCR p15, 0, Rt, c7, c1, 0`: ICIALLUIS.
     pub const ICIALLUIS: &str = "mcr icialluis";
     /// `MCR p15, 0, Rt, c7, c1, 6`: BPIALLIS.
@@ -65,9 +74,6 @@ pub mod mnemonic {
 
 /// Data-cache line size assumed on the host build (the target reads CTR.DminLine).
 pub const HOST_DCACHE_LINE: u64 = 64;
-
-/// First VA beyond the 32-bit ARMv7 virtual address space.
-const VA_LIMIT: u64 = 1 << 32;
 
 /// The ARMv7 (Cortex-A15, HYP mode) implementation of [`Maintenance`].
 ///
@@ -97,6 +103,19 @@ impl Maint {
         tlbiallnsnhis();
         icialluis();
         dsb_ish();
+    }
+
+    /// Translates the guest virtual address `va` through the guest's current stage 1, as a
+    /// PL1 read (`ATS1CPR`, then `ISB`), and returns the PAR it produced; the previous PAR is
+    /// restored, since it belongs to the guest (KVM arm32's `__populate_fault_info`). Run it
+    /// in HYP mode while the guest's PL1 translation registers and VTTBR are still loaded (on
+    /// the guest-exit path). PAR bit 0 (F) set means the walk failed; otherwise, in the 64-bit
+    /// (LPAE) format, `PA[39:12]` is in bits `[39:12]` (the IPA: stage 2 is not applied).
+    pub fn translate_guest_read(&self, va: u32) -> u64 {
+        let saved = read_par();
+        let par = ats1cpr(va);
+        write_par(saved);
+        par
     }
 
     /// The smallest data-cache line of the caches this CPU maintains by VA, in bytes
@@ -132,20 +151,27 @@ impl Maintenance for Maint {
         }
     }
 
-    fn dcache(&self, op: CacheOp, va: VirtAddr, len: u64) {
-        record(Record::DCache { op, va, len });
+    fn dcache(&self, op: CacheOp, va: usize, len: usize) {
+        record(Record::DCache {
+            op,
+            va: VirtAddr(va as u64),
+            len: len as u64,
+        });
         if len != 0 {
-            let line = dcache_line_size();
-            let end = va.0.saturating_add(len).min(VA_LIMIT);
-            let mut addr = va.0 & !(line - 1);
+            // The line size is at most 2 KiB (CTR.DminLine <= 9), so it fits any usize.
+            let line = dcache_line_size() as usize;
+            let end = va.saturating_add(len);
+            let mut addr = va & !(line - 1);
             while addr < end {
-                // `addr < end <= 2^32`, so the conversion is exact.
-                let mva = addr as u32;
                 match op {
-                    CacheOp::CleanInvalidate => dccimvac(mva),
-                    CacheOp::Clean => dccmvac(mva),
+                    CacheOp::CleanInvalidate => dccimvac(addr),
+                    CacheOp::Clean => dccmvac(addr),
+                    CacheOp::CleanToPou => dccmvau(addr),
                 }
-                addr += line;
+                addr = match addr.checked_add(line) {
+                    Some(next) => next,
+                    None => break,
+                };
             }
         }
         dsb_ish();
@@ -303,7 +329,7 @@ fn tlbiallhis() {
     }
 }
 
-fn dccimvac(mva: u32) {
+fn dccimvac(mva: usize) {
     cfg_if! {
         if #[cfg(target_arch = "arm")] {
             // SAFETY: clean+invalidate writes dirty lines back before dropping them, so no
@@ -322,7 +348,7 @@ fn dccimvac(mva: u32) {
     }
 }
 
-fn dccmvac(mva: u32) {
+fn dccmvac(mva: usize) {
     cfg_if! {
         if #[cfg(target_arch = "arm")] {
             // SAFETY: a clean only writes dirty lines back; the caller passes mapped ranges.
@@ -335,6 +361,91 @@ fn dccmvac(mva: u32) {
             }
         } else {
             record(Record::Insn { mnemonic: mnemonic::DCCMVAC, operand: mva as u64 });
+        }
+    }
+}
+
+fn dccmvau(mva: usize) {
+    cfg_if! {
+        if #[cfg(target_arch = "arm")] {
+            // SAFETY: a clean only writes dirty lines back; the caller passes mapped ranges.
+            unsafe {
+                core::arch::asm!(
+                    "mcr p15, 0, {r}, c7, c11, 1",
+                    r = in(reg) mva,
+                    options(nostack, preserves_flags)
+                );
+            }
+        } else {
+            record(Record::Insn { mnemonic: mnemonic::DCCMVAU, operand: mva as u64 });
+        }
+    }
+}
+
+/// Reads the 64-bit PAR (`MRRC p15, 0, Rt, Rt2, c7`).
+fn read_par() -> u64 {
+    cfg_if! {
+        if #[cfg(target_arch = "arm")] {
+            let lo: u32;
+            let hi: u32;
+            // SAFETY: reading PAR has no side effect.
+            unsafe {
+                core::arch::asm!(
+                    "mrrc p15, 0, {lo}, {hi}, c7",
+                    lo = out(reg) lo,
+                    hi = out(reg) hi,
+                    options(nomem, nostack, preserves_flags)
+                );
+            }
+            (u64::from(hi) << 32) | u64::from(lo)
+        } else {
+            record(Record::Insn { mnemonic: mnemonic::MRRC_PAR, operand: 0 });
+            0
+        }
+    }
+}
+
+/// Writes the 64-bit PAR (`MCRR p15, 0, Rt, Rt2, c7`).
+fn write_par(par: u64) {
+    cfg_if! {
+        if #[cfg(target_arch = "arm")] {
+            // SAFETY: PAR only holds the result of address translations; restoring the
+            // guest's value affects nothing else.
+            unsafe {
+                core::arch::asm!(
+                    "mcrr p15, 0, {lo}, {hi}, c7",
+                    lo = in(reg) par as u32,
+                    hi = in(reg) (par >> 32) as u32,
+                    options(nostack, preserves_flags)
+                );
+            }
+        } else {
+            record(Record::Insn { mnemonic: mnemonic::MCRR_PAR, operand: par });
+        }
+    }
+}
+
+/// `ATS1CPR` of `va` (`MCR p15, 0, Rt, c7, c8, 0`), `ISB`, and the PAR it produced.
+fn ats1cpr(va: u32) -> u64 {
+    cfg_if! {
+        if #[cfg(target_arch = "arm")] {
+            // SAFETY: an address translation only writes PAR (saved and restored by the
+            // caller); it reads the current PL1&0 stage-1 tables (the guest's) and never
+            // faults.
+            unsafe {
+                core::arch::asm!(
+                    "mcr p15, 0, {r}, c7, c8, 0",
+                    r = in(reg) va,
+                    options(nostack, preserves_flags)
+                );
+            }
+            isb();
+            read_par()
+        } else {
+            record(Record::Insn { mnemonic: mnemonic::ATS1CPR, operand: u64::from(va) });
+            isb();
+            read_par();
+            pt_core::trace::host_par()
         }
     }
 }

@@ -31,6 +31,21 @@ use pt_core::{Barrier, CacheOp, Maintenance, TlbOp, VirtAddr};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Maint;
 
+impl Maint {
+    /// Translates the guest virtual address `va` through the guest's current stage 1, as an
+    /// EL1 read (`AT S1E1R`, then `ISB`), and returns the `PAR_EL1` it produced; the previous
+    /// `PAR_EL1` is restored, since it belongs to the guest (KVM's `__translate_far_to_hpfar`).
+    /// Run it at EL2 while the guest's EL1 translation registers and `VTTBR_EL2` are still
+    /// loaded (on the guest-exit path). `PAR_EL1.F` (bit 0) set means the walk failed;
+    /// otherwise `PA[47:12]` is in bits `[47:12]` (the IPA: stage 2 is not applied).
+    pub fn translate_guest_read(&self, va: u64) -> u64 {
+        let saved = insn::mrs_par_el1();
+        let par = insn::at_s1e1r(va);
+        insn::msr_par_el1(saved);
+        par
+    }
+}
+
 /// Data-cache line size used on the host, where there is no `CTR_EL0`.
 pub const HOST_DCACHE_LINE: u64 = 64;
 
@@ -112,6 +127,8 @@ mod insn {
         dc_civac => "dc civac";
         /// Cleans the data-cache line at VA `x` to PoC.
         dc_cvac => "dc cvac";
+        /// Cleans the data-cache line at VA `x` to PoU.
+        dc_cvau => "dc cvau";
     }
 
     /// Writes `VTTBR_EL2`.
@@ -127,6 +144,66 @@ mod insn {
                 }
             } else {
                 emit(Record::Insn { mnemonic: "msr vttbr_el2", operand: x });
+            }
+        }
+    }
+
+    /// Reads `PAR_EL1` (0 on the host).
+    #[inline(always)]
+    pub(super) fn mrs_par_el1() -> u64 {
+        cfg_if::cfg_if! {
+            if #[cfg(target_arch = "aarch64")] {
+                let x: u64;
+                // SAFETY: reading a system register at EL2 has no side effect.
+                unsafe {
+                    core::arch::asm!("mrs {x}, par_el1", x = out(reg) x,
+                        options(nomem, nostack, preserves_flags))
+                }
+                x
+            } else {
+                emit(Record::Insn { mnemonic: "mrs par_el1", operand: 0 });
+                0
+            }
+        }
+    }
+
+    /// Writes `PAR_EL1`.
+    #[inline(always)]
+    pub(super) fn msr_par_el1(x: u64) {
+        cfg_if::cfg_if! {
+            if #[cfg(target_arch = "aarch64")] {
+                // SAFETY: PAR_EL1 only holds the result of address translations; restoring the
+                // guest's value affects nothing else.
+                unsafe {
+                    core::arch::asm!("msr par_el1, {x}", x = in(reg) x,
+                        options(nostack, preserves_flags))
+                }
+            } else {
+                emit(Record::Insn { mnemonic: "msr par_el1", operand: x });
+            }
+        }
+    }
+
+    /// `AT S1E1R, x`: stage-1 EL1 read translation of VA `x` into `PAR_EL1`, then `ISB`; returns
+    /// the new `PAR_EL1` (on the host: the value a test queued, else a failed walk).
+    #[inline(always)]
+    pub(super) fn at_s1e1r(x: u64) -> u64 {
+        cfg_if::cfg_if! {
+            if #[cfg(target_arch = "aarch64")] {
+                // SAFETY: an address translation only writes PAR_EL1 (saved and restored by the
+                // caller); it walks the current EL1&0 stage-1 tables (the guest's) and never
+                // faults at EL2.
+                unsafe {
+                    core::arch::asm!("at s1e1r, {x}", x = in(reg) x,
+                        options(nostack, preserves_flags))
+                }
+                isb();
+                mrs_par_el1()
+            } else {
+                emit(Record::Insn { mnemonic: "at s1e1r", operand: x });
+                isb();
+                mrs_par_el1();
+                pt_core::trace::host_par()
             }
         }
     }
@@ -233,18 +310,24 @@ impl Maintenance for Maint {
         }
     }
 
-    /// Cleans (and invalidates) every line touching `[va, va + len)` to the point of coherency,
-    /// then `DSB ISH` (KVM's `__flush_dcache_area` / `kvm_flush_dcache_to_poc`). A range running
-    /// past the top of the address space stops there.
-    fn dcache(&self, op: CacheOp, va: VirtAddr, len: u64) {
-        emit(Record::DCache { op, va, len });
+    /// Cleans (and invalidates) every line touching `[va, va + len)` to the point of coherency
+    /// (`DC CIVAC` / `DC CVAC`) or cleans it to the point of unification (`DC CVAU`), then
+    /// `DSB ISH` (KVM's `__flush_dcache_area` / `kvm_flush_dcache_to_poc`, `__clean_dcache_area_pou`).
+    /// A range running past the top of the address space stops there.
+    fn dcache(&self, op: CacheOp, va: usize, len: usize) {
+        emit(Record::DCache {
+            op,
+            va: VirtAddr(va as u64),
+            len: len as u64,
+        });
         let line = insn::dcache_line();
-        let end = va.0.saturating_add(len);
-        let mut addr = va.0 & !(line - 1);
+        let end = (va as u64).saturating_add(len as u64);
+        let mut addr = va as u64 & !(line - 1);
         while addr < end {
             match op {
                 CacheOp::CleanInvalidate => insn::dc_civac(addr),
                 CacheOp::Clean => insn::dc_cvac(addr),
+                CacheOp::CleanToPou => insn::dc_cvau(addr),
             }
             addr = match addr.checked_add(line) {
                 Some(next) => next,
@@ -398,7 +481,7 @@ mod tests {
     #[test]
     fn dcache_clean_invalidate_walks_every_touched_line_then_dsb_ish() {
         let va = VirtAddr(0x4000_0030);
-        let got = run(|m| m.dcache(CacheOp::CleanInvalidate, va, 0x60));
+        let got = run(|m| m.dcache(CacheOp::CleanInvalidate, 0x4000_0030, 0x60));
         assert_eq!(
             got,
             [
@@ -418,7 +501,7 @@ mod tests {
     #[test]
     fn dcache_clean_uses_dc_cvac() {
         let va = VirtAddr(0x8000);
-        let got = run(|m| m.dcache(CacheOp::Clean, va, 0x40));
+        let got = run(|m| m.dcache(CacheOp::Clean, 0x8000, 0x40));
         assert_eq!(
             got,
             [
@@ -436,7 +519,7 @@ mod tests {
     #[test]
     fn dcache_empty_range_is_only_the_barrier() {
         let va = VirtAddr(0x8000);
-        let got = run(|m| m.dcache(CacheOp::Clean, va, 0));
+        let got = run(|m| m.dcache(CacheOp::Clean, 0x8000, 0));
         assert_eq!(
             got,
             [
@@ -453,7 +536,7 @@ mod tests {
     #[test]
     fn dcache_range_at_the_top_of_the_address_space_stops_without_overflow() {
         let va = VirtAddr(u64::MAX - 0x3f);
-        let got = run(|m| m.dcache(CacheOp::CleanInvalidate, va, 0x1000));
+        let got = run(|m| m.dcache(CacheOp::CleanInvalidate, usize::MAX - 0x3f, 0x1000));
         assert_eq!(
             got,
             [
@@ -466,6 +549,49 @@ mod tests {
                 insn("dsb ish", 0),
             ]
         );
+    }
+
+    #[test]
+    fn dcache_clean_to_pou_uses_dc_cvau() {
+        // ARM ARM C5.3: DC CVAU, clean by VA to the point of unification (SYS #3, C7, C11, #1).
+        let got = run(|m| m.dcache(CacheOp::CleanToPou, 0x4000_0010, 0x40));
+        assert_eq!(
+            got,
+            [
+                Record::DCache {
+                    op: CacheOp::CleanToPou,
+                    va: VirtAddr(0x4000_0010),
+                    len: 0x40
+                },
+                insn("dc cvau", 0x4000_0000),
+                insn("dc cvau", 0x4000_0040),
+                insn("dsb ish", 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn translate_guest_read_is_at_s1e1r_with_par_el1_saved_and_restored() {
+        // KVM's `__translate_far_to_hpfar`: read PAR_EL1, AT S1E1R, ISB, read PAR_EL1, write
+        // the old value back. On the host PAR_EL1 reads as 0 and the result is the queued one.
+        pt_core::testkit::log::reset();
+        pt_core::testkit::log::queue_par(0x0000_0080_4020_3000);
+        assert_eq!(
+            Maint.translate_guest_read(0xffff_0000_1234_5678),
+            0x0000_0080_4020_3000
+        );
+        assert_eq!(
+            pt_core::testkit::log::records(),
+            [
+                insn("mrs par_el1", 0),
+                insn("at s1e1r", 0xffff_0000_1234_5678),
+                insn("isb", 0),
+                insn("mrs par_el1", 0),
+                insn("msr par_el1", 0),
+            ]
+        );
+        // Nothing queued: the walk fails (PAR_EL1.F set).
+        assert_eq!(Maint.translate_guest_read(0x1000) & 1, 1);
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn stage2_40_bit_map_translate_unmap_free_leaves_no_page_behind() {
     let root = new_root(alloc, &geom);
     let vttbr = vttbr_el2(&geom, root, 3).unwrap();
     assert!(vtcr_el2(&geom, 40).is_ok());
-    let w = Walker::<S2Format, _>::new(geom, root, &alloc);
+    let w = unsafe { Walker::<S2Format, _>::new(geom, root, &alloc) };
 
     // 4 pages + one 2 MiB block, high in the second concatenated root table.
     let ram = Stage2Attrs::ram(Perms::RWX);
@@ -41,6 +41,7 @@ fn stage2_40_bit_map_translate_unmap_free_leaves_no_page_behind() {
             leaf_level: 2,
             oa_bits: 40,
         },
+        &Maint,
     )
     .unwrap();
     ops::map(
@@ -53,6 +54,7 @@ fn stage2_40_bit_map_translate_unmap_free_leaves_no_page_behind() {
             leaf_level: 2,
             oa_bits: 40,
         },
+        &Maint,
     )
     .unwrap();
 
@@ -114,7 +116,7 @@ fn hyp_48_bit_map_translate_unmap_free() {
     let geom = Geometry::new(Limits::ARMV8_STAGE1, 48).unwrap();
     let alloc = &arena;
     let root = new_root(alloc, &geom);
-    let w = Walker::<HypFormat, _>::new(geom, root, &alloc);
+    let w = unsafe { Walker::<HypFormat, _>::new(geom, root, &alloc) };
 
     let va = 0xffff_8000_0000;
     let text = Stage1Attrs::normal(Perms::RX);
@@ -129,6 +131,7 @@ fn hyp_48_bit_map_translate_unmap_free() {
             leaf_level: 3,
             oa_bits: 48,
         },
+        &Maint,
     )
     .unwrap();
     ops::map(
@@ -141,6 +144,7 @@ fn hyp_48_bit_map_translate_unmap_free() {
             leaf_level: 3,
             oa_bits: 48,
         },
+        &Maint,
     )
     .unwrap();
 

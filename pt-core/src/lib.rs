@@ -12,21 +12,22 @@
 //!
 //! ```
 //! use pt_core::ops::{self, MapRequest};
-//! use pt_core::testkit::{fake::{Fake, FakeAttrs}, Arena};
+//! use pt_core::testkit::{fake::{Fake, FakeAttrs}, Arena, RecordingMaint};
 //! use pt_core::{Entries, Entry, Format, Geometry, LeafFlow, PageAllocator, PhysAddr, Visitor, Walker};
 //!
 //! // A 32-bit tree of the test kit's fake format, its tables from an arena of fake pages.
 //! let arena = Arena::standard();
 //! let geom = Geometry::new(Fake::LIMITS, 32).unwrap();
 //! let root = arena.alloc_contiguous_zeroed(geom.root_pages()).unwrap();
-//! let w = Walker::<Fake, _>::new(geom, root, &arena);
+//! // SAFETY: `root` was just allocated from `arena` for this geometry.
+//! let w = unsafe { Walker::<Fake, _>::new(geom, root, &arena) };
 //!
 //! // 2 MiB + 4 KiB at 0x4000_0000: one block and one page.
 //! let req = MapRequest {
 //!     ia: 0x4000_0000, size: 0x20_1000, oa: PhysAddr(0x1000_0000),
 //!     attrs: FakeAttrs(1), leaf_level: 2, oa_bits: 40,
 //! };
-//! ops::map(&w, &req).unwrap();
+//! ops::map(&w, &req, &RecordingMaint).unwrap(); // barriers go through a `Maintenance`
 //! assert_eq!(ops::translate(&w, 0x4020_0010).unwrap().oa, PhysAddr(0x1020_0010));
 //!
 //! // An operation of your own is a visitor: here, counting the leaves per level.
@@ -86,7 +87,10 @@ pub use addr::{
 pub use attrs::{MemType, Perms, Stage1Attrs, Stage2Attrs};
 pub use format::{Entry, Format};
 pub use geometry::{entry_size, level_shift, Geometry, GeometryError, Limits, Stage};
-pub use machine::{Barrier, CacheOp, DescKind, Maintenance, PageAllocator, TlbOp, TraceEvent};
+pub use machine::{
+    guest_dcache, Barrier, CacheOp, DescKind, GuestMemory, GuestMemoryError, Maintenance,
+    PageAllocator, TlbOp, TraceEvent,
+};
 pub use table::Entries;
 pub use tlb::{TlbBatch, TlbScope, TLB_BATCH_THRESHOLD};
 pub use walk::{LeafFlow, TableFlow, Visitor, Walker};

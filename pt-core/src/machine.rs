@@ -12,7 +12,25 @@ use crate::geometry::Stage;
 ///
 /// Methods take `&self`: allocators are shared by every tree and hold their state in cells or
 /// behind a lock, like a kernel's page allocator.
-pub trait PageAllocator {
+///
+/// The allocator is used for table pages only: guest memory (for cache maintenance) is reached
+/// through [`GuestMemory`], never through [`phys_to_virt`](Self::phys_to_virt).
+///
+/// # Safety
+///
+/// pt-core reads and writes the pages this allocator hands out through the pointers
+/// [`phys_to_virt`](Self::phys_to_virt) returns, from safe code. An implementation must
+/// guarantee, for every page it hands out and until that page is given back with
+/// [`free`](Self::free):
+///
+/// - the page is 4 KiB aligned, zeroed, and owned by nobody else (not handed out twice, not in
+///   use by the hypervisor);
+/// - `phys_to_virt` of any address inside it returns a pointer to that byte of the page, valid
+///   for 8-byte aligned reads and writes, mapped as normal write-back cacheable memory in the
+///   hypervisor's address space (the same attributes the table walker uses);
+/// - a contiguous run from [`alloc_contiguous_zeroed`](Self::alloc_contiguous_zeroed) is
+///   physically contiguous and contiguous in the virtual addresses `phys_to_virt` returns.
+pub unsafe trait PageAllocator {
     /// When true, every descriptor write and tree retirement is reported to
     /// [`trace`](Self::trace). Real allocators leave it false, which compiles the reports out.
     const TRACE: bool = false;
@@ -27,8 +45,8 @@ pub trait PageAllocator {
     /// Returns `pages` pages starting at `pa`, as obtained from one of the allocation methods.
     fn free(&self, pa: PhysAddr, pages: usize);
 
-    /// The hypervisor's virtual address of physical address `pa`. Only ever dereferenced for
-    /// table pages this allocator handed out.
+    /// The hypervisor's virtual address of physical address `pa`. pt-core calls it only for
+    /// table pages this allocator handed out (never for guest memory).
     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u64;
 
     /// Receives trace events when [`TRACE`](Self::TRACE) is true.
@@ -37,7 +55,8 @@ pub trait PageAllocator {
     }
 }
 
-impl<T: PageAllocator + ?Sized> PageAllocator for &T {
+// SAFETY: forwards every method to `T`, whose contract carries over unchanged.
+unsafe impl<T: PageAllocator + ?Sized> PageAllocator for &T {
     const TRACE: bool = T::TRACE;
     fn alloc_zeroed(&self) -> Option<PhysAddr> {
         (**self).alloc_zeroed()
@@ -54,6 +73,80 @@ impl<T: PageAllocator + ?Sized> PageAllocator for &T {
     fn trace(&self, event: &TraceEvent) {
         (**self).trace(event)
     }
+}
+
+/// The host memory behind guest RAM could not be reached for cache maintenance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestMemoryError {
+    /// First physical address the port could not lend a virtual address for.
+    pub pa: PhysAddr,
+}
+
+impl core::fmt::Display for GuestMemoryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "no hypervisor virtual address for guest memory at {:#x}",
+            self.pa.0
+        )
+    }
+}
+
+impl core::error::Error for GuestMemoryError {}
+
+/// Access to the host memory behind guest RAM, for data- and instruction-cache maintenance.
+///
+/// Cache maintenance by address needs a hypervisor virtual address of every guest page it
+/// cleans. Guest RAM is not table memory: a hypervisor may not map all of it (on the
+/// Cortex-A15, guest RAM may lie above 4 GiB, where no 32-bit virtual address exists; KVM arm32
+/// maps each page for the moment with `kmap_atomic_pfn`). So the crates ask for a virtual
+/// address only for the length of one closure call: [`with_va`](Self::with_va) lends one (or
+/// several, piece by piece), and the port may map the memory just for that call and unmap it
+/// afterwards. pt-core never dereferences a lent address; it only issues cache maintenance
+/// instructions on it.
+///
+/// # Safety
+///
+/// Every `(va, len)` passed to `f` must map the physical range the call stands for, as normal
+/// cacheable memory, in the hypervisor's current address space for the whole call (a cache
+/// maintenance instruction on an unmapped address takes a translation fault in the
+/// hypervisor, and on another physical page it maintains the wrong memory).
+pub unsafe trait GuestMemory {
+    /// Calls `f(va, len)` with virtual addresses that together cover the physical range
+    /// `[pa, pa + len)` in order (one call for a port that maps all guest RAM, one call per
+    /// page for a port that maps pages one at a time), each valid for the duration of its call.
+    /// If any part cannot be mapped, returns [`GuestMemoryError`] naming its first address
+    /// (the parts before it were lent and maintained).
+    fn with_va(
+        &self,
+        pa: PhysAddr,
+        len: u64,
+        f: &mut dyn FnMut(usize, usize),
+    ) -> Result<(), GuestMemoryError>;
+}
+
+// SAFETY: forwards to `T`, whose contract carries over unchanged.
+unsafe impl<T: GuestMemory + ?Sized> GuestMemory for &T {
+    fn with_va(
+        &self,
+        pa: PhysAddr,
+        len: u64,
+        f: &mut dyn FnMut(usize, usize),
+    ) -> Result<(), GuestMemoryError> {
+        (**self).with_va(pa, len, f)
+    }
+}
+
+/// Issues `op` on the data cache of the guest memory `[pa, pa + len)`, through the virtual
+/// addresses `mem` lends (each piece ends with the backend's `DSB`).
+pub fn guest_dcache<M: Maintenance + ?Sized, G: GuestMemory + ?Sized>(
+    maint: &M,
+    mem: &G,
+    op: CacheOp,
+    pa: PhysAddr,
+    len: u64,
+) -> Result<(), GuestMemoryError> {
+    mem.with_va(pa, len, &mut |va, n| maint.dcache(op, va, n))
 }
 
 /// What a descriptor means, without its regime's attribute type (for tracing and checking).
@@ -156,6 +249,10 @@ pub enum CacheOp {
     CleanInvalidate,
     /// Clean to the point of coherency (`DC CVAC`, ARMv7 `DCCMVAC`).
     Clean,
+    /// Clean to the point of unification (`DC CVAU`, ARMv7 `DCCMVAU`): what instruction fetches
+    /// need to see data written through the data cache, before the instruction cache is
+    /// invalidated.
+    CleanToPou,
 }
 
 /// TLB maintenance, cache maintenance and barriers of one architecture.
@@ -173,8 +270,11 @@ pub trait Maintenance {
     /// Issues one barrier.
     fn barrier(&self, barrier: Barrier);
 
-    /// Data-cache maintenance over `[va, va + len)` (line by line), then `DSB`.
-    fn dcache(&self, op: CacheOp, va: VirtAddr, len: u64);
+    /// Data-cache maintenance over the hypervisor virtual addresses `[va, va + len)` (line by
+    /// line), then `DSB ISH`. The range is one the caller may access (a table page, or a piece
+    /// of guest memory lent by [`GuestMemory::with_va`]); it is a `usize` range, so it always
+    /// fits the hypervisor's address space.
+    fn dcache(&self, op: CacheOp, va: usize, len: usize);
 
     /// Invalidates the whole instruction cache to the point of unification, inner shareable
     /// (`IC IALLUIS`; ARMv7 `ICIALLUIS` + `BPIALLIS`), then `DSB ISH; ISB`.
@@ -189,7 +289,7 @@ impl<T: Maintenance + ?Sized> Maintenance for &T {
     fn barrier(&self, barrier: Barrier) {
         (**self).barrier(barrier)
     }
-    fn dcache(&self, op: CacheOp, va: VirtAddr, len: u64) {
+    fn dcache(&self, op: CacheOp, va: usize, len: usize) {
         (**self).dcache(op, va, len)
     }
     fn icache_invalidate_all(&self) {

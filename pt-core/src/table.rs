@@ -213,18 +213,34 @@ impl<'a, F: Format, P: PageAllocator> Entries<'a, F, P> {
         F::decode(self.get(k), self.level)
     }
 
-    /// Stores `desc` in entry `k` with one single-copy-atomic store.
-    ///
-    /// This is the raw store: callers keep break-before-make themselves (see
-    /// [`break_before_make`](crate::ops::break_before_make)), which the test kit's checker
-    /// verifies.
+    /// Stores `desc` in entry `k` with one single-copy-atomic store: the crate's own raw
+    /// store, whose callers only write invalid entries, leaves, and tables they obtained from
+    /// the tree's allocator or table source.
     #[inline(always)]
-    pub fn set(&mut self, k: usize, desc: u64) {
+    pub(crate) fn set(&mut self, k: usize, desc: u64) {
         if P::TRACE {
             self.trace(k, desc);
         }
         // SAFETY: `ptr` stays inside the live table (see `new`).
         unsafe { store(self.ptr(k), desc) }
+    }
+
+    /// Stores the raw descriptor `desc` in entry `k` with one single-copy-atomic store (traced
+    /// like every store of pt-core), for visitors outside pt-core. Callers keep
+    /// break-before-make themselves (see [`break_before_make`](crate::ops::break_before_make)),
+    /// which the test kit's checker verifies; [`fill_leaves`](Self::fill_leaves) writes leaves
+    /// without `unsafe`.
+    ///
+    /// # Safety
+    ///
+    /// Every walk of the tree follows table descriptors and dereferences the tables they point
+    /// at. If `desc` is a table descriptor at this level, it must point at a zeroed (or
+    /// otherwise well-formed) table page obtained from this tree's allocator that is in no
+    /// other tree and no other entry; any other descriptor (invalid, block, page) is always
+    /// sound to store.
+    #[inline(always)]
+    pub unsafe fn set_raw(&mut self, k: usize, desc: u64) {
+        self.set(k, desc);
     }
 
     /// [`set`](Self::set) without the bounds check, for the crate's own loops over a view.

@@ -61,3 +61,14 @@ pub fn record(r: Record) {
     #[cfg(not(feature = "testkit"))]
     let _ = r;
 }
+
+/// The PAR value a host build reports for an address translation instruction (there is no
+/// MMU to ask): with `testkit`, what the test queued with `testkit::log::queue_par`; otherwise
+/// a failed translation (PAR.F, bit 0, set).
+#[inline]
+pub fn host_par() -> u64 {
+    #[cfg(feature = "testkit")]
+    return crate::testkit::log::take_par();
+    #[cfg(not(feature = "testkit"))]
+    1
+}

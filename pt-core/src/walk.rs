@@ -84,9 +84,18 @@ pub struct Walker<'a, F: Format, P: PageAllocator> {
 }
 
 impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
-    /// A walker over the tree rooted at `root` (which must have been allocated from `alloc`
-    /// with `geom.root_pages()` zeroed pages and written only through pt-core).
-    pub fn new(geom: Geometry, root: PhysAddr, alloc: &'a P) -> Self {
+    /// A walker over the tree rooted at `root`.
+    ///
+    /// # Safety
+    ///
+    /// Every walk reads (and operations write) the tables reached from `root` through
+    /// `alloc.phys_to_virt`. `root` must be `geom.root_pages()` contiguous pages obtained from
+    /// `alloc` (aligned to their size), zeroed when the tree was created, and written since
+    /// only through pt-core (or [`Entries::set_raw`](crate::Entries::set_raw) within its
+    /// contract); the tree must not be freed while the walker is in use. Several walkers may
+    /// share a tree only if the caller serialises the operations that change it (the
+    /// hypervisor's lock around a VM).
+    pub unsafe fn new(geom: Geometry, root: PhysAddr, alloc: &'a P) -> Self {
         Self {
             geom,
             root,
@@ -137,16 +146,19 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
         }
     }
 
-    /// Visits `[start, end)`. The range must be non-empty and inside the input space
-    /// (`end <= geometry.ia_size()`): callers validate it first.
+    /// Visits `[start, end)`. An empty range, or one reaching past the input space
+    /// (`end > geometry.ia_size()`), visits nothing: operations validate their range first
+    /// and report it with a typed error.
     pub fn walk<V: Visitor<F, P>>(&self, start: u64, end: u64, v: &mut V) -> Result<(), V::Error> {
-        debug_assert!(start < end && end <= self.geom.ia_size());
+        if start >= end || end > self.geom.ia_size() {
+            return Ok(());
+        }
         self.walk_table(v, self.root, self.geom.start_level(), 0, start, end, false)
     }
 
     /// Visits `[start, end)` inside the subtree whose table at `level` is `table` and covers
     /// input addresses from `table_ia`. Used to walk a detached subtree (to free it).
-    pub fn walk_subtree<V: Visitor<F, P>>(
+    pub(crate) fn walk_subtree<V: Visitor<F, P>>(
         &self,
         table: PhysAddr,
         level: u8,

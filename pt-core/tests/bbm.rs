@@ -44,6 +44,13 @@ impl<F: Format, P: PageAllocator, G: FnMut(&mut Entries<'_, F, P>)> Visitor<F, P
     }
 }
 
+/// Stores a raw descriptor, as a buggy visitor would (the checker must catch it).
+fn raw<F: Format>(e: &mut Entries<'_, F, Arena>, k: usize, desc: u64) {
+    // SAFETY: the tests store invalid entries, leaves, and tables that point at zeroed pages
+    // just taken from the tree's own arena.
+    unsafe { e.set_raw(k, desc) }
+}
+
 fn poke<F: Format>(
     w: &Walker<'_, F, Arena>,
     ia: u64,
@@ -82,8 +89,9 @@ const VMID: Record = Record::Tlb(TlbOp::S2Vmid { vttbr: VTTBR });
 /// A 39-bit stage-2 tree (or stage-1 with `FakeStage1`) mapping the page at 0 to `A`.
 fn tree<F: Format<Attrs = FakeAttrs>>(arena: &Arena) -> Walker<'_, F, Arena> {
     let g = Geometry::new(F::LIMITS, 39).unwrap();
-    let w = Walker::new(g, new_root(arena, g), arena);
-    map(&w, &req(0, 4096, A, 1, 3)).unwrap();
+    // SAFETY: the root was just allocated from this allocator for this geometry.
+    let w = unsafe { Walker::new(g, new_root(arena, g), arena) };
+    map(&w, &req(0, 4096, A, 1, 3), &common::Rec::<true>).unwrap();
     w
 }
 
@@ -101,7 +109,7 @@ fn assert_clean() {
 fn valid_to_other_valid_output_without_break_is_a_violation() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
-    poke(&w, 0, 3, |e| e.set(0, leaf::<Fake>(B, 1, 3)));
+    poke(&w, 0, 3, |e| raw(e, 0, leaf::<Fake>(B, 1, 3)));
     assert_one_violation("without break-before-make");
 }
 
@@ -110,8 +118,8 @@ fn break_then_remake_without_invalidation_is_a_violation() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     poke(&w, 0, 3, |e| {
-        e.set(0, Fake::INVALID);
-        e.set(0, leaf::<Fake>(B, 1, 3));
+        raw(e, 0, Fake::INVALID);
+        raw(e, 0, leaf::<Fake>(B, 1, 3));
     });
     assert_one_violation("without TLB invalidation and DSB");
 }
@@ -121,10 +129,10 @@ fn break_and_invalidation_without_dsb_ish_is_a_violation() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     poke(&w, 0, 3, |e| {
-        e.set(0, Fake::INVALID);
+        raw(e, 0, Fake::INVALID);
         record(s2ipa(0, 3));
         record(Record::Barrier(Barrier::DsbIshSt)); // not a completion barrier
-        e.set(0, leaf::<Fake>(B, 1, 3));
+        raw(e, 0, leaf::<Fake>(B, 1, 3));
     });
     assert_one_violation("without TLB invalidation and DSB");
 }
@@ -134,10 +142,10 @@ fn invalidation_of_another_address_does_not_cover_the_break() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     poke(&w, 0, 3, |e| {
-        e.set(0, Fake::INVALID);
+        raw(e, 0, Fake::INVALID);
         record(s2ipa(0x1000, 3));
         record(DSB);
-        e.set(0, leaf::<Fake>(B, 1, 3));
+        raw(e, 0, leaf::<Fake>(B, 1, 3));
     });
     assert_one_violation("without TLB invalidation and DSB");
 }
@@ -147,10 +155,10 @@ fn dsb_before_the_invalidation_does_not_complete_it() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     poke(&w, 0, 3, |e| {
-        e.set(0, Fake::INVALID);
+        raw(e, 0, Fake::INVALID);
         record(DSB);
         record(s2ipa(0, 3));
-        e.set(0, leaf::<Fake>(B, 1, 3));
+        raw(e, 0, leaf::<Fake>(B, 1, 3));
     });
     assert_one_violation("without TLB invalidation and DSB");
 }
@@ -160,10 +168,10 @@ fn break_covering_invalidation_dsb_then_make_is_clean() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     poke(&w, 0, 3, |e| {
-        e.set(0, Fake::INVALID);
+        raw(e, 0, Fake::INVALID);
         record(s2ipa(0, 3));
         record(DSB);
-        e.set(0, leaf::<Fake>(B, 1, 3));
+        raw(e, 0, leaf::<Fake>(B, 1, 3));
     });
     assert_clean();
 }
@@ -173,10 +181,10 @@ fn whole_vmid_invalidation_covers_every_break() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     poke(&w, 0, 3, |e| {
-        e.set(0, Fake::INVALID);
+        raw(e, 0, Fake::INVALID);
         record(VMID);
         record(DSB);
-        e.set(0, leaf::<Fake>(B, 1, 3));
+        raw(e, 0, leaf::<Fake>(B, 1, 3));
     });
     assert_clean();
 }
@@ -189,10 +197,10 @@ fn invalidation_of_another_vms_vmid_does_not_cover_the_break() {
     // The VTTBR of the other VM: its root in BADDR, VMID 7.
     let other_vttbr = other.root().0 | (7 << 48);
     poke(&w, 0, 3, |e| {
-        e.set(0, Fake::INVALID);
+        raw(e, 0, Fake::INVALID);
         record(Record::Tlb(TlbOp::S2Vmid { vttbr: other_vttbr }));
         record(DSB);
-        e.set(0, leaf::<Fake>(B, 1, 3));
+        raw(e, 0, leaf::<Fake>(B, 1, 3));
     });
     assert_one_violation("without TLB invalidation");
 }
@@ -204,10 +212,10 @@ fn invalidation_of_this_vms_vmid_covers_the_break() {
     let _other = tree::<Fake>(&arena);
     let vttbr = w.root().0 | (3 << 48);
     poke(&w, 0, 3, |e| {
-        e.set(0, Fake::INVALID);
+        raw(e, 0, Fake::INVALID);
         record(Record::Tlb(TlbOp::S2Vmid { vttbr }));
         record(DSB);
-        e.set(0, leaf::<Fake>(B, 1, 3));
+        raw(e, 0, leaf::<Fake>(B, 1, 3));
     });
     assert_clean();
 }
@@ -216,7 +224,7 @@ fn invalidation_of_this_vms_vmid_covers_the_break() {
 fn permission_only_change_of_the_same_output_is_clean() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
-    poke(&w, 0, 3, |e| e.set(0, leaf::<Fake>(A, 0x42, 3)));
+    poke(&w, 0, 3, |e| raw(e, 0, leaf::<Fake>(A, 0x42, 3)));
     assert_clean();
 }
 
@@ -224,9 +232,9 @@ fn permission_only_change_of_the_same_output_is_clean() {
 fn block_to_table_without_break_is_a_violation() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
-    map(&w, &req(2 << 20, 2 << 20, B, 1, 2)).unwrap();
+    map(&w, &req(2 << 20, 2 << 20, B, 1, 2), &common::Rec::<true>).unwrap();
     let t = arena.alloc_zeroed().unwrap();
-    poke(&w, 2 << 20, 2, |e| e.set(0, Fake::encode_table(t, 2)));
+    poke(&w, 2 << 20, 2, |e| raw(e, 0, Fake::encode_table(t, 2)));
     assert_one_violation("without break-before-make");
 }
 
@@ -238,7 +246,7 @@ fn break_before_make_primitive_is_clean_and_issues_the_exact_sequence() {
     let m = Rec::<true>;
     let mut tlb = TlbBatch::new(&m, TlbScope::Stage2 { vttbr: VTTBR });
     poke(&w, 0, 3, |e| {
-        break_before_make(e, 0, leaf::<Fake>(B, 1, 3), &mut tlb)
+        assert!(break_before_make(e, 0, leaf::<Fake>(B, 1, 3), &mut tlb));
     });
     assert_clean();
     let recs: Vec<Record> = log::records()
@@ -312,7 +320,7 @@ fn unlink_invalidate_dsb_then_free_is_clean() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     let l3 = table_below(&w, 0, 2);
-    poke(&w, 0, 2, |e| e.set(0, Fake::INVALID));
+    poke(&w, 0, 2, |e| raw(e, 0, Fake::INVALID));
     record(VMID);
     record(DSB);
     arena.free(l3, 1);
@@ -324,7 +332,7 @@ fn freeing_after_the_invalidation_but_before_the_dsb_is_a_violation() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     let l3 = table_below(&w, 0, 2);
-    poke(&w, 0, 2, |e| e.set(0, Fake::INVALID));
+    poke(&w, 0, 2, |e| raw(e, 0, Fake::INVALID));
     record(VMID);
     arena.free(l3, 1);
     assert_one_violation("freed while the MMU can still reach it");
@@ -336,7 +344,7 @@ fn tables_below_a_detached_table_may_be_freed() {
     let w = tree::<Fake>(&arena);
     let l2 = table_below(&w, 0, 1);
     let l3 = table_below(&w, 0, 2);
-    poke(&w, 0, 1, |e| e.set(0, Fake::INVALID));
+    poke(&w, 0, 1, |e| raw(e, 0, Fake::INVALID));
     record(VMID);
     record(DSB);
     arena.free(l3, 1);
@@ -349,10 +357,10 @@ fn empty_table_unlinked_with_a_by_ipa_invalidation_may_be_freed() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     let l3 = table_below(&w, 0, 2);
-    poke(&w, 0, 3, |e| e.set(0, Fake::INVALID));
+    poke(&w, 0, 3, |e| raw(e, 0, Fake::INVALID));
     record(s2ipa(0, 3));
     record(DSB);
-    poke(&w, 0, 2, |e| e.set(0, Fake::INVALID));
+    poke(&w, 0, 2, |e| raw(e, 0, Fake::INVALID));
     record(s2ipa(0, 2));
     record(DSB);
     arena.free(l3, 1);
@@ -364,7 +372,7 @@ fn by_ipa_invalidation_of_a_live_subtree_is_a_violation_on_free() {
     let arena = Arena::standard();
     let w = tree::<Fake>(&arena);
     let l3 = table_below(&w, 0, 2);
-    poke(&w, 0, 2, |e| e.set(0, Fake::INVALID));
+    poke(&w, 0, 2, |e| raw(e, 0, Fake::INVALID));
     record(s2ipa(0, 2));
     record(DSB);
     assert_clean();
@@ -415,10 +423,10 @@ fn stage1_break_with_hyp_va_invalidation_and_dsb_is_clean() {
     let arena = Arena::standard();
     let w = tree::<FakeStage1>(&arena);
     poke(&w, 0, 3, |e| {
-        e.set(0, FakeStage1::INVALID);
+        raw(e, 0, FakeStage1::INVALID);
         record(Record::Tlb(TlbOp::HypVa { va: VirtAddr(0) }));
         record(DSB);
-        e.set(0, leaf::<FakeStage1>(B, 1, 3));
+        raw(e, 0, leaf::<FakeStage1>(B, 1, 3));
     });
     assert_clean();
 }
@@ -428,10 +436,10 @@ fn stage2_invalidation_does_not_cover_a_stage1_break() {
     let arena = Arena::standard();
     let w = tree::<FakeStage1>(&arena);
     poke(&w, 0, 3, |e| {
-        e.set(0, FakeStage1::INVALID);
+        raw(e, 0, FakeStage1::INVALID);
         record(VMID);
         record(DSB);
-        e.set(0, leaf::<FakeStage1>(B, 1, 3));
+        raw(e, 0, leaf::<FakeStage1>(B, 1, 3));
     });
     assert_one_violation("without TLB invalidation and DSB");
 }

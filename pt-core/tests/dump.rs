@@ -16,7 +16,8 @@ const M2: u64 = 0x20_0000;
 fn tree(arena: &Arena) -> Walker<'_, Fake, Arena> {
     let g = Geometry::new(Fake::LIMITS, 32).unwrap();
     let root = arena.alloc_contiguous_zeroed(g.root_pages()).unwrap();
-    Walker::new(g, root, arena)
+    // SAFETY: the root was just allocated from this allocator for this geometry.
+    unsafe { Walker::new(g, root, arena) }
 }
 
 fn map(w: &Walker<'_, Fake, Arena>, ia: u64, size: u64, oa: u64, attrs: u8, leaf_level: u8) {
@@ -28,7 +29,7 @@ fn map(w: &Walker<'_, Fake, Arena>, ia: u64, size: u64, oa: u64, attrs: u8, leaf
         leaf_level,
         oa_bits: 48,
     };
-    ops::map(w, &req).unwrap();
+    ops::map(w, &req, &common::Rec::<true>).unwrap();
 }
 
 fn free(w: &Walker<'_, Fake, Arena>) {

@@ -36,7 +36,8 @@ impl<'a> Counting<'a> {
     }
 }
 
-impl PageAllocator for Counting<'_> {
+// SAFETY: forwards to the arena, whose pages and addresses it hands on unchanged.
+unsafe impl PageAllocator for Counting<'_> {
     fn alloc_zeroed(&self) -> Option<PhysAddr> {
         self.arena.alloc_zeroed()
     }
@@ -97,7 +98,8 @@ impl<F: Format, P: PageAllocator> Visitor<F, P> for Count {
 
 fn tree39<'a>(c: &'a Counting<'a>) -> Walker<'a, Fake, Counting<'a>> {
     let g = Geometry::new(Fake::LIMITS, 39).unwrap();
-    Walker::new(g, new_root(c, g), c)
+    // SAFETY: the root was just allocated from this allocator for this geometry.
+    unsafe { Walker::new(g, new_root(c, g), c) }
 }
 
 #[test]
@@ -107,7 +109,13 @@ fn mapping_1gib_of_pages_enters_each_table_once() {
     let w = tree39(&c);
     let mut src = pages(&arena, 513);
     c.take_count();
-    map_from(&w, &req(0, GIB, 0x40_0000_0000, 1, 3), &mut src).unwrap();
+    map_from(
+        &w,
+        &req(0, GIB, 0x40_0000_0000, 1, 3),
+        &mut src,
+        &common::Rec::<true>,
+    )
+    .unwrap();
     // Plan walk: the root only (its entry 0 is invalid: 513 tables counted, none entered).
     // Apply walk: the root, the new level-2 table and the 512 new level-3 tables.
     assert_eq!(c.take_count(), 1 + (1 + 1 + 512));
@@ -121,7 +129,13 @@ fn mapping_2gib_of_pages_costs_twice_the_tables_not_the_pages() {
     let w = tree39(&c);
     let mut src = pages(&arena, 2 + 1024);
     c.take_count();
-    map_from(&w, &req(0, 2 * GIB, 0x40_0000_0000, 1, 3), &mut src).unwrap();
+    map_from(
+        &w,
+        &req(0, 2 * GIB, 0x40_0000_0000, 1, 3),
+        &mut src,
+        &common::Rec::<true>,
+    )
+    .unwrap();
     assert_eq!(c.take_count(), 1 + (1 + 2 + 1024));
 }
 
@@ -131,7 +145,7 @@ fn map_with_its_own_reserve_adds_two_touches_per_reserved_page() {
     let c = Counting::new(&arena);
     let w = tree39(&c);
     c.take_count();
-    map(&w, &req(0, GIB, 0x40_0000_0000, 1, 3)).unwrap();
+    map(&w, &req(0, GIB, 0x40_0000_0000, 1, 3), &common::Rec::<true>).unwrap();
     // Plan 1; reserving 513 pages links each through its first word (513); the apply walk
     // enters 514 tables and unlinks each reserved page as it takes it (513).
     assert_eq!(c.take_count(), 1 + 513 + 514 + 513);
@@ -143,11 +157,17 @@ fn mapping_512_pages_into_existing_tables_enters_three_tables() {
     let arena = Arena::standard();
     let c = Counting::new(&arena);
     let w = tree39(&c);
-    map(&w, &req(0, 4096, 0x1000, 1, 3)).unwrap();
+    map(&w, &req(0, 4096, 0x1000, 1, 3), &common::Rec::<true>).unwrap();
     let mut src = pages(&arena, 1);
     c.take_count();
     // [2 MiB, 4 MiB): L1 entry 0 and its L2 table exist, one L3 table is new.
-    map_from(&w, &req(1 << 21, 1 << 21, 0x20_0000, 1, 3), &mut src).unwrap();
+    map_from(
+        &w,
+        &req(1 << 21, 1 << 21, 0x20_0000, 1, 3),
+        &mut src,
+        &common::Rec::<true>,
+    )
+    .unwrap();
     assert_eq!(c.take_count(), 2 + 3);
 }
 
@@ -156,7 +176,7 @@ fn walking_a_fully_mapped_gib_calls_the_leaf_visitor_once_per_table() {
     let arena = Arena::standard();
     let c = Counting::new(&arena);
     let w = tree39(&c);
-    map(&w, &req(0, GIB, 0x40_0000_0000, 1, 3)).unwrap();
+    map(&w, &req(0, GIB, 0x40_0000_0000, 1, 3), &common::Rec::<true>).unwrap();
     c.take_count();
     let mut v = Count::default();
     let Ok(()) = w.walk(0, GIB, &mut v);
@@ -172,7 +192,7 @@ fn unmapping_a_whole_gib_frees_the_subtree_per_table() {
     let arena = Arena::standard();
     let c = Counting::new(&arena);
     let w = tree39(&c);
-    map(&w, &req(0, GIB, 0x40_0000_0000, 1, 3)).unwrap();
+    map(&w, &req(0, GIB, 0x40_0000_0000, 1, 3), &common::Rec::<true>).unwrap();
     c.take_count();
     let m = common::Rec::<true>;
     let mut tlb = TlbBatch::new(

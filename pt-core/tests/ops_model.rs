@@ -133,7 +133,8 @@ fn sized(kind: u64, base: u64, a: u64, b: u64) -> (u64, u64, u8) {
 fn run(bits: u8, top: bool, ops: &[(u8, u64, u64, u64)]) {
     let arena = Arena::standard();
     let g = Geometry::new(Fake::LIMITS, bits).unwrap();
-    let w = Walker::<Fake, _>::new(g, new_root(&arena, g), &arena);
+    // SAFETY: the root was just allocated from this allocator for this geometry.
+    let w = unsafe { Walker::<Fake, _>::new(g, new_root(&arena, g), &arena) };
     let base = if top { g.ia_size() - WINDOW } else { 0 };
     let m = Rec::<true>;
     let mut model = Model::default();
@@ -156,7 +157,11 @@ fn run(bits: u8, top: bool, ops: &[(u8, u64, u64, u64)]) {
                 if fail > 0 {
                     arena.fail_nth(fail);
                 }
-                let r = map(&w, &req(ia, size, oa, attrs, leaf_level));
+                let r = map(
+                    &w,
+                    &req(ia, size, oa, attrs, leaf_level),
+                    &common::Rec::<true>,
+                );
                 arena.stop_failing();
                 match model.conflict(ia, ia + size, oa, attrs) {
                     Some(at) => assert_eq!(r, Err(Error::Conflict { ia: at })),

@@ -157,7 +157,8 @@ impl<F: Format, P: PageAllocator> Visitor<F, P> for Planter {
                 && (ia >> level_shift(level)) % 5 == 2
             {
                 let t = run.alloc().alloc_zeroed().unwrap();
-                run.set(k, F::encode_table(t, level));
+                // SAFETY: `t` is a zeroed page just taken from the tree's allocator.
+                unsafe { run.set_raw(k, F::encode_table(t, level)) };
                 self.planted.insert((level, ia));
                 self.budget -= 1;
                 return Ok(LeafFlow::Descend(k));
@@ -216,7 +217,11 @@ fn build<F: Format<Attrs = FakeAttrs>>(w: &Walker<'_, F, Arena>, maps: &[(u8, u6
         if c & 1 == 1 && leaf_level >= 2 {
             oa += PAGE;
         }
-        let _ = map(w, &req(ia, size, oa, (c >> 1) as u8 & 0x7f, leaf_level));
+        let _ = map(
+            w,
+            &req(ia, size, oa, (c >> 1) as u8 & 0x7f, leaf_level),
+            &common::Rec::<true>,
+        );
     }
 }
 
@@ -243,7 +248,8 @@ fn check<F: Format<Attrs = FakeAttrs>>(
 ) {
     let arena = Arena::standard();
     let root = new_root(&arena, g);
-    let w = Walker::<F, _>::new(g, root, &arena);
+    // SAFETY: the root was just allocated from this allocator for this geometry.
+    let w = unsafe { Walker::<F, _>::new(g, root, &arena) };
     build(&w, maps);
     let space = g.ia_size();
     for &(s, e) in walks {
@@ -361,8 +367,14 @@ fn events_after_mapping(
     let arena = Arena::standard();
     let g = Geometry::new(Fake::LIMITS, bits).unwrap();
     let root = new_root(&arena, g);
-    let w = Walker::<Fake, _>::new(g, root, &arena);
-    map(&w, &req(0, n * PAGE, 0x4000_0000, 3, 3)).unwrap();
+    // SAFETY: the root was just allocated from this allocator for this geometry.
+    let w = unsafe { Walker::<Fake, _>::new(g, root, &arena) };
+    map(
+        &w,
+        &req(0, n * PAGE, 0x4000_0000, 3, 3),
+        &common::Rec::<true>,
+    )
+    .unwrap();
     let mut v = Recorder {
         events: Vec::new(),
         skip,
@@ -428,9 +440,10 @@ fn walk_to_the_top_of_a_concatenated_root() {
     let arena = Arena::standard();
     let g = Geometry::new(Fake::LIMITS, 40).unwrap();
     let root = new_root(&arena, g);
-    let w = Walker::<Fake, _>::new(g, root, &arena);
+    // SAFETY: the root was just allocated from this allocator for this geometry.
+    let w = unsafe { Walker::<Fake, _>::new(g, root, &arena) };
     let top = g.ia_size() - PAGE;
-    map(&w, &req(top, PAGE, 0x1000, 1, 3)).unwrap();
+    map(&w, &req(top, PAGE, 0x1000, 1, 3), &common::Rec::<true>).unwrap();
     let mut v = Recorder {
         events: Vec::new(),
         skip: never,

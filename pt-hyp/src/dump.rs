@@ -23,9 +23,9 @@ use crate::hyp::HypTables;
 use crate::stage2::Stage2;
 use core::fmt;
 use pt_core::ops::{self, DumpStats};
-use pt_core::PageAllocator;
+use pt_core::{GuestMemory, PageAllocator};
 
-impl<A: Arch, P: PageAllocator> Stage2<A, P> {
+impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// Writes the VM's stage-2 tree to `out`: a line with VMID, VTTBR and VTCR, then every
     /// range of coalesced leaves and the table pages per level (see the [module](crate::dump)
     /// documentation for the format). Returns what the dump counted. Read only: no TLB or

@@ -4,10 +4,10 @@ use crate::arch::RegisterError;
 use crate::memslot::SlotId;
 use core::fmt;
 use pt_core::ops::Error as OpError;
-use pt_core::{GeometryError, RangeError};
+use pt_core::{GeometryError, GuestMemoryError, RangeError};
 
 /// Why a stage-2 or hyp-mode operation was refused. Whenever one is returned the tables are as
-/// they were before the call and no page leaked.
+/// they were before the call and no page leaked, except where a variant says otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// The range is empty, unaligned or wraps around.
@@ -83,6 +83,29 @@ pub enum Error {
         /// Offending page index (or IPA).
         at: u64,
     },
+    /// A stage-2 mapping of device memory with execute permission was asked for: device
+    /// memory is never executable at stage 2 (KVM's `PAGE_S2_DEVICE` has XN).
+    ExecutableDevice {
+        /// First IPA of the request.
+        ipa: u64,
+    },
+    /// The syndrome handed to the guest-abort handler is not a guest data or instruction
+    /// abort (the caller's exit decoding sent the wrong exit here).
+    NotGuestAbort {
+        /// The exception class found, `syndrome[31:26]`.
+        ec: u8,
+    },
+    /// The guest-memory port could not lend a virtual address for cache maintenance. When an
+    /// unmap reports it, the range *was* unmapped (and its TLB entries invalidated), but the
+    /// named memory and what follows it in that leaf were not cleaned; a new mapping that
+    /// reports it was not made.
+    GuestMemory(GuestMemoryError),
+}
+
+impl From<GuestMemoryError> for Error {
+    fn from(e: GuestMemoryError) -> Self {
+        Error::GuestMemory(e)
+    }
 }
 
 impl From<OpError> for Error {

@@ -33,35 +33,36 @@ use crate::cache::PageCache;
 use crate::error::Error;
 use crate::memslot::{Memslot, SlotId};
 use crate::stage2::{BlockSize, Stage2};
-use pt_core::ops::TableSource;
+use pt_core::ops::{self, PartialBlock, TableSource};
 use pt_core::{
-    entry_size, CacheOp, Ipa, Maintenance, PageAllocator, Perms, PhysAddr, Stage2Attrs, VirtAddr,
-    PAGE_SIZE,
+    entry_size, guest_dcache, CacheOp, GuestMemory, Ipa, Maintenance, PageAllocator, Perms,
+    PhysAddr, Stage2Attrs, PAGE_SIZE,
 };
 
 /// Why the guest must be given an abort instead of being resumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InjectReason {
-    /// The syndrome is not a guest abort (the injection then reports a data abort at FAR 0).
-    Undecodable(DecodeError),
     /// A synchronous external abort or parity/ECC error (`kvm_handle_guest_sea` failed; KVM
     /// injects a virtual SError, `kvm_inject_vabt`).
     ExternalAbort(FaultStatus),
     /// A fault status stage 2 never produces for a sound tree (alignment, address size, TLB
     /// conflict, ...): KVM's "Unsupported FSC".
     UnsupportedFault(FaultStatus),
-    /// The IPA lies beyond the VM's IPA size.
+    /// The IPA lies beyond the VM's IPA space.
     OutsideIpaSpace,
     /// An instruction fetch from outside RAM (`kvm_inject_pabt`: "Prefetch Abort on I/O
     /// address").
     InstructionFetchFromIo,
+    /// An instruction fetch from a memslot flagged not executable
+    /// ([`SlotFlags::noexec`](crate::SlotFlags::noexec)).
+    ExecuteNever,
     /// The guest's stage-1 table walk reached an address outside RAM (`decode_hsr`: "page
     /// table accesses IO mem").
     WalkOutsideRam,
     /// A data access outside RAM whose syndrome carries no instruction decode (ISV clear).
     NoSyndrome,
-    /// A permission fault that neither dirty logging nor a read-only slot explains (the
-    /// mapping was made without that permission on purpose).
+    /// A permission fault that neither dirty logging, a replaced page nor a missing execute
+    /// permission explains (the mapping was made without that permission on purpose).
     PermissionDenied,
 }
 
@@ -80,15 +81,28 @@ pub struct Injection {
 /// What the hypervisor does after a guest abort (`kvm_handle_guest_abort`'s return paths).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AbortOutcome {
-    /// RAM was mapped (`user_mem_abort`): a leaf of `size` bytes at `ipa`, cleaned from the
-    /// data cache, the instruction cache invalidated for an instruction fetch. Resume.
+    /// RAM was mapped (`user_mem_abort`): a leaf of `size` bytes at `ipa`. Its data cache was
+    /// cleaned to the point of coherency first when the guest runs with its caches off, and
+    /// for an instruction fetch cleaned to the point of unification and the instruction cache
+    /// invalidated. Resume.
     Mapped {
         /// First IPA of the new leaf.
         ipa: Ipa,
         /// Bytes it maps (4 KiB, 2 MiB or 1 GiB).
         size: u64,
-        /// Its permissions (RWX; RX in a read-only slot or for a read in a logging slot).
+        /// Its permissions: RW for a data access (R in a read-only slot, and for a read in a
+        /// logging slot), with X added for an instruction fetch.
         perms: Perms,
+    },
+    /// An instruction fetch from a mapped RAM page without execute permission: the page's
+    /// data cache was cleaned to the point of unification, the instruction cache invalidated,
+    /// and execute permission added to the leaf (a permission-only change, no break;
+    /// `user_mem_abort` with `exec_fault` on `FSC_PERM`). Resume.
+    ExecGranted {
+        /// First IPA of the leaf.
+        ipa: Ipa,
+        /// Bytes the leaf maps.
+        size: u64,
     },
     /// A write to a dirty-logged page: the page is marked dirty in the slot's bitmap and made
     /// writable, a block around it dissolved first (`user_mem_abort` with logging active,
@@ -112,8 +126,15 @@ pub enum AbortOutcome {
         /// The IPA.
         ipa: Ipa,
     },
-    /// The mapping already allows the access (a stale or repeated fault). Resume.
+    /// The mapping already allows the access (a stale or repeated fault), or a read or
+    /// execute permission fault found nothing mapped any more (the next access takes a
+    /// translation fault). Resume.
     Spurious,
+    /// A stage-2 permission fault, whose IPA the architecture does not report (HPFAR is
+    /// UNKNOWN), and the address translation of FAR through the guest's stage 1 failed: the
+    /// guest changed its tables since. Resume; the guest faults again if it must (KVM returns
+    /// to the guest when `__translate_far_to_hpfar` fails).
+    FarUntranslated,
     /// An access outside RAM (or a write to a read-only slot) to emulate (`io_mem_abort`).
     Mmio(MmioAccess),
     /// A cache maintenance instruction on an address outside RAM: nothing to do, skip the
@@ -135,7 +156,9 @@ impl AbortOutcome {
                 | AbortOutcome::Dirtied { .. }
                 | AbortOutcome::MadeWritable { .. }
                 | AbortOutcome::AccessFlagSet { .. }
+                | AbortOutcome::ExecGranted { .. }
                 | AbortOutcome::Spurious
+                | AbortOutcome::FarUntranslated
         )
     }
 }
@@ -156,13 +179,17 @@ const fn block_size(level: u8) -> BlockSize {
     }
 }
 
-impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
+impl<A: FaultArch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// Handles a stage-2 guest abort from its raw registers (`kvm_handle_guest_abort`):
     /// decodes them ([`FaultArch::decode_abort`]) and runs
-    /// [`handle_abort`](Self::handle_abort). A syndrome that is not a guest abort becomes
-    /// [`InjectReason::Undecodable`]. New mappings are always cleaned from the data cache; to
-    /// skip that for a guest running with its caches on, decode, apply
+    /// [`handle_abort`](Self::handle_abort). A syndrome that is not a guest abort is
+    /// [`Error::NotGuestAbort`]. New mappings are always cleaned from the data cache; to skip
+    /// that for a guest running with its caches on, decode, apply
     /// [`GuestAbort::with_guest_sctlr`] and call [`handle_abort`](Self::handle_abort).
+    ///
+    /// Call it on the guest-exit path, while the guest's stage-1 translation registers and
+    /// VTTBR are still loaded: a stage-2 permission fault takes its IPA from an address
+    /// translation of FAR through them (see [`GuestAbort::ipa_valid`]).
     ///
     /// New tables come only from `cache`, topped up by the caller before taking the VM's lock
     /// (`PageCache::top_up(alloc, stage2.fault_pages())`). [`Error::CacheExhausted`] means the
@@ -174,26 +201,27 @@ impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
     ) -> Result<AbortOutcome, Error> {
         match A::decode_abort(regs) {
             Ok(a) => self.handle_abort(cache, &a),
-            Err(e) => Ok(AbortOutcome::Inject(Injection {
-                kind: AbortKind::Data,
-                far: 0,
-                reason: InjectReason::Undecodable(e),
-            })),
+            Err(DecodeError::NotGuestAbort { ec }) => Err(Error::NotGuestAbort { ec }),
         }
     }
 
     /// Handles a decoded guest abort (`kvm_handle_guest_abort`), in KVM's order: external
-    /// aborts and unsupported fault codes are injected; an IPA beyond the IPA space is
-    /// injected; outside every memslot, or a write to a read-only slot, the access is MMIO
-    /// (`io_mem_abort`); an access-flag fault sets the flag (`handle_access_fault`); a
-    /// translation or permission fault in RAM maps or unprotects (`user_mem_abort`).
+    /// aborts and unsupported fault codes are injected; a permission fault's IPA is resolved
+    /// from FAR when HPFAR does not hold it ([`FaultArch::resolve_ipa`], resuming the guest
+    /// when that fails); an IPA beyond the IPA space is injected; outside every memslot, or a
+    /// write to a read-only slot, the access is MMIO (`io_mem_abort`); an access-flag fault
+    /// sets the flag (`handle_access_fault`); a translation or permission fault in RAM maps,
+    /// unprotects or grants execute permission (`user_mem_abort`).
     ///
-    /// Maintenance: a new mapping is made into invalid entries (no TLB invalidation); its host
-    /// memory is cleaned and invalidated from the data cache when the guest runs with its
-    /// caches off ([`GuestAbort::guest_caches_on`]), and the whole instruction cache is
-    /// invalidated for an instruction fetch;
-    /// dissolving a block and setting the access flag invalidate the old entry. On
-    /// [`Error::CacheExhausted`] the tree, the dirty bitmaps and the caches are untouched.
+    /// Permissions and maintenance (KVM >= 4.16): a data access maps RAM without execute
+    /// permission, an instruction fetch with it. A new mapping's host memory is cleaned and
+    /// invalidated to the point of coherency first when the guest runs with its caches off
+    /// ([`GuestAbort::guest_caches_on`]); whenever execute permission is granted, the memory
+    /// is first cleaned to the point of unification and the instruction cache invalidated.
+    /// A new mapping is made into invalid entries (no TLB invalidation); dissolving a block,
+    /// adding permissions and setting the access flag invalidate the old entry. On
+    /// [`Error::CacheExhausted`] and [`Error::GuestMemory`] the tree and the dirty bitmaps are
+    /// untouched.
     pub fn handle_abort<const N: usize>(
         &mut self,
         cache: &mut PageCache<N>,
@@ -208,6 +236,10 @@ impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
             | FaultStatus::Permission { level } => level,
             other => return Ok(inject(a, InjectReason::UnsupportedFault(other))),
         };
+        let Some(resolved) = A::resolve_ipa(a) else {
+            return Ok(AbortOutcome::FarUntranslated);
+        };
+        let a = &resolved;
         if a.ipa.0 >= self.geometry().ia_size() {
             return Ok(inject(a, InjectReason::OutsideIpaSpace));
         }
@@ -223,21 +255,52 @@ impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
                 Err(e) => Err(e),
             },
             FaultStatus::Permission { .. } if write => self.write_fault(cache, &slot, a),
+            FaultStatus::Permission { .. } if a.is_exec() => self.exec_fault(&slot, a),
             FaultStatus::Permission { .. } => Ok(self.check_spurious(a)),
             _ => self.map_fault(cache, &slot, a, fault_level),
         }
     }
 
-    /// A permission fault that is not a write: spurious if the mapping allows it by now.
+    /// A read permission fault: spurious if the mapping allows it by now, or if nothing is
+    /// mapped any more (the next access takes a translation fault, as in KVM).
     fn check_spurious(&self, a: &GuestAbort) -> AbortOutcome {
-        let need = match a.kind {
-            AbortKind::Instruction => Perms::X,
-            AbortKind::Data => Perms::R,
-        };
         match self.translate(a.ipa) {
-            Some(t) if t.attrs.perms.contains(need) => AbortOutcome::Spurious,
-            _ => inject(a, InjectReason::PermissionDenied),
+            Some(t) if !t.attrs.perms.read() => inject(a, InjectReason::PermissionDenied),
+            _ => AbortOutcome::Spurious,
         }
+    }
+
+    /// An execute permission fault in RAM: grant execute permission to the leaf, after the
+    /// data-cache clean to the point of unification and the instruction-cache invalidation.
+    fn exec_fault(&mut self, slot: &Memslot, a: &GuestAbort) -> Result<AbortOutcome, Error> {
+        let Some(t) = self.translate(a.ipa) else {
+            return Ok(AbortOutcome::Spurious);
+        };
+        if t.attrs.perms.exec() {
+            return Ok(AbortOutcome::Spurious);
+        }
+        if slot.desc.flags.noexec || t.attrs.mem.is_device() {
+            return Ok(inject(a, InjectReason::ExecuteNever));
+        }
+        let host = PhysAddr(t.pa.0 - (a.ipa.0 - t.leaf_ipa.0));
+        self.sync_icache(host, t.size, CacheOp::CleanToPou)?;
+        let w = self.walker();
+        let mut tlb = self.tlb();
+        ops::update(
+            &w,
+            t.leaf_ipa.0,
+            t.size,
+            PartialBlock::Whole,
+            &mut tlb,
+            |_, _, _, attrs: Stage2Attrs| Stage2Attrs {
+                perms: attrs.perms.with(Perms::X),
+                ..attrs
+            },
+        )?;
+        Ok(AbortOutcome::ExecGranted {
+            ipa: t.leaf_ipa,
+            size: t.size,
+        })
     }
 
     /// Translation fault in RAM: map a leaf as large as [`leaf_level`] allows.
@@ -252,14 +315,24 @@ impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
             return Ok(AbortOutcome::Spurious);
         }
         let write = a.is_write();
+        let exec = a.is_exec();
+        if exec && slot.desc.flags.noexec {
+            return Ok(inject(a, InjectReason::ExecuteNever));
+        }
         let logging = slot.logging();
-        let perms = if slot.desc.flags.readonly || (logging && !write) {
-            Perms::RX
+        let readonly = slot.desc.flags.readonly;
+        let mut perms = if readonly || (logging && !write) {
+            Perms::R
         } else {
-            Perms::RWX
+            Perms::RW
         };
+        if exec {
+            perms = perms.with(Perms::X);
+        }
         let attrs = Stage2Attrs {
-            logged: logging && !perms.write(),
+            // The software bit says "write permission may be given back": never in a
+            // read-only slot.
+            logged: logging && !readonly && !perms.write(),
             ..Stage2Attrs::ram(perms)
         };
         let geom = self.geometry();
@@ -268,9 +341,22 @@ impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
             let size = entry_size(level);
             let ipa = Ipa(a.ipa.0 & !(size - 1));
             let host = slot.host_of(ipa);
-            match self.map_cached(cache, ipa, host, size, attrs, block_size(level)) {
+            // Check the request and the cache first, so a refusal costs no maintenance; then
+            // clean before the mapping exists, so no vCPU can see the memory uncleaned.
+            let planned = self
+                .map_tables_needed(ipa, host, size, attrs, block_size(level))
+                .and_then(|needed| match cache.available() {
+                    n if n < needed => Err(Error::CacheExhausted {
+                        needed,
+                        available: n,
+                    }),
+                    _ => Ok(()),
+                });
+            let mapped = planned
+                .and_then(|()| self.clean_new(host, size, a))
+                .and_then(|()| self.map_cached(cache, ipa, host, size, attrs, block_size(level)));
+            match mapped {
                 Ok(()) => {
-                    self.clean_new(host, size, a);
                     if logging && write {
                         self.mark_dirty(a.ipa);
                     }
@@ -283,21 +369,42 @@ impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
         }
     }
 
-    /// Cache maintenance for a new mapping of host memory at `host`
-    /// (`coherent_cache_guest_page`): clean+invalidate it to the point of coherency when the
-    /// guest runs with its caches off (it would read memory behind the host's dirty lines),
-    /// and invalidate the instruction cache for an instruction fetch.
-    fn clean_new(&self, host: PhysAddr, size: u64, a: &GuestAbort) {
+    /// Cache maintenance for a new mapping of host memory at `host`, before it is mapped
+    /// (`clean_dcache_guest_page`, `invalidate_icache_guest_page`): clean and invalidate it to
+    /// the point of coherency when the guest runs with its caches off (it would read memory
+    /// behind the host's dirty lines); for an instruction fetch, clean it to the point of
+    /// unification (already done by the clean to the point of coherency) and invalidate the
+    /// instruction cache.
+    fn clean_new(&self, host: PhysAddr, size: u64, a: &GuestAbort) -> Result<(), Error> {
         if !a.guest_caches_on {
-            let va = VirtAddr(self.allocator().phys_to_virt(host) as usize as u64);
-            self.maint().dcache(CacheOp::CleanInvalidate, va, size);
+            guest_dcache(
+                self.maint(),
+                self.allocator(),
+                CacheOp::CleanInvalidate,
+                host,
+                size,
+            )?;
+            if a.is_exec() {
+                self.maint().icache_invalidate_all();
+            }
+            return Ok(());
         }
-        if a.kind == AbortKind::Instruction {
-            self.maint().icache_invalidate_all();
+        if a.is_exec() {
+            self.sync_icache(host, size, CacheOp::CleanToPou)?;
         }
+        Ok(())
     }
 
-    /// Write permission fault in a writable RAM slot: dirty logging's write-protection.
+    /// Makes `[host, host + size)` safe to execute: the data cache cleaned with `op` (at least
+    /// to the point of unification), then the whole instruction cache invalidated.
+    fn sync_icache(&self, host: PhysAddr, size: u64, op: CacheOp) -> Result<(), Error> {
+        guest_dcache(self.maint(), self.allocator(), op, host, size)?;
+        self.maint().icache_invalidate_all();
+        Ok(())
+    }
+
+    /// Write permission fault in a writable RAM slot: dirty logging's write-protection, or a
+    /// page [`replace_page`](Stage2::replace_page) mapped read-only.
     fn write_fault<const N: usize>(
         &mut self,
         cache: &mut PageCache<N>,
@@ -327,6 +434,8 @@ impl<A: FaultArch, P: PageAllocator> Stage2<A, P> {
                 });
             }
             self.dissolve_block(a.ipa)?;
+            // The block's execute permission stays with the page (KVM keeps X when XN was
+            // already clear); its memory was cleaned when the block was mapped.
             let attrs = Stage2Attrs::ram(t.attrs.perms.with(Perms::W));
             let host = slot.host_of(page);
             self.map_cached(cache, page, host, PAGE_SIZE, attrs, BlockSize::Page)?;

@@ -60,8 +60,9 @@ use crate::arch::{Arch, RegisterError};
 use core::marker::PhantomData;
 use pt_core::ops::{self, MapRequest, PartialBlock, Translation};
 use pt_core::{
-    entry_size, AddrRange, Entries, Entry, Format, Geometry, LeafFlow, PageAllocator, Perms,
-    PhysAddr, Stage1Attrs, TlbBatch, TlbScope, VirtAddr, Visitor, Walker, PAGE_SIZE,
+    entry_size, AddrRange, Barrier, Entries, Entry, Format, Geometry, LeafFlow, Maintenance,
+    PageAllocator, Perms, PhysAddr, Stage1Attrs, TlbBatch, TlbScope, VirtAddr, Visitor, Walker,
+    PAGE_SIZE,
 };
 
 /// The shape of a hyp VA space: its size, the physical-address size, and where the private
@@ -190,7 +191,10 @@ impl<A: Arch, P: PageAllocator> HypTables<A, P> {
     }
 
     pub(crate) fn walker(&self) -> Walker<'_, A::Hyp, P> {
-        Walker::new(self.geom, self.root, &self.alloc)
+        // SAFETY: `root` is the zeroed root `new` took from `alloc`, written since only through
+        // pt-core and freed only on drop; `&mut self` on every changing method serialises the
+        // walks that write.
+        unsafe { Walker::new(self.geom, self.root, &self.alloc) }
     }
 
     /// The mapping of hyp VA `va` (page offset included), or `None` when it is unmapped or
@@ -320,9 +324,10 @@ impl<A: Arch, P: PageAllocator> HypTables<A, P> {
     /// before anything changes. I/O-area VAs unmapped here are not handed out again.
     /// Unmapping any part of the identity map forgets it (a new one may then be mapped).
     pub fn unmap_range(&mut self, va: VirtAddr, size: u64) -> Result<(), HypError> {
+        let w = self.walker();
         let mut tlb = TlbBatch::new(&self.maint, TlbScope::Hyp);
-        let w = Walker::<A::Hyp, P>::new(self.geom, self.root, &self.alloc);
         ops::unmap(&w, va.0, size, PartialBlock::Refuse, &mut tlb).map_err(HypError::from_op)?;
+        drop(tlb);
         if let Some((start, len)) = self.idmap {
             if start.0 < va.0 + size && va.0 < start.0 + len {
                 self.idmap = None;
@@ -337,6 +342,17 @@ impl<A: Arch, P: PageAllocator> HypTables<A, P> {
     /// walk cache still refers to one. The hyp MMU must not be using these tables any more.
     pub fn free(self) {
         drop(self);
+    }
+
+    /// Keeps the tables for good and returns the root: nothing is freed and no TLB operation
+    /// is issued, now or later. This is what a hypervisor does once its MMU runs on these
+    /// tables: dropping (or [`free`](Self::free)ing) a `HypTables` gives its pages back to the
+    /// allocator, which must never happen while HTTBR / TTBR0_EL2 points at them. The pages
+    /// stay allocated; the allocator (owned by the value) is kept alive as well.
+    pub fn leak(self) -> PhysAddr {
+        let root = self.root;
+        core::mem::forget(self);
+        root
     }
 
     fn map_checked(
@@ -427,10 +443,15 @@ impl<A: Arch, P: PageAllocator> HypTables<A, P> {
             leaf_level: 1,
             oa_bits: self.pa_bits,
         };
-        ops::map(&self.walker(), &req).map_err(|e| match HypError::from_op(e) {
+        ops::map(&self.walker(), &req, &self.maint).map_err(|e| match HypError::from_op(e) {
             HypError::Conflict { va } => self.conflict_at(va),
             e => e,
-        })
+        })?;
+        // `ops::map` ended with `DSB ISHST`; the hypervisor uses the mapping right after this
+        // returns, from its own instruction stream: `ISB`, or the first access may still take
+        // a translation fault at EL2 / in HYP mode.
+        self.maint.barrier(Barrier::Isb);
+        Ok(())
     }
 
     /// Allocates VAs from the I/O area and maps `[pa, pa + size)` there, rewinding the area
@@ -469,8 +490,8 @@ impl<A: HypArch, P: PageAllocator> HypTables<A, P> {
 impl<A: Arch, P: PageAllocator> Drop for HypTables<A, P> {
     /// `free_hyp_pgds`: one `HypAll` invalidation, then every table back to the allocator.
     fn drop(&mut self) {
+        let w = self.walker();
         let mut tlb = TlbBatch::new(&self.maint, TlbScope::Hyp);
-        let w = Walker::<A::Hyp, P>::new(self.geom, self.root, &self.alloc);
         ops::free_tree(&w, &mut tlb);
     }
 }

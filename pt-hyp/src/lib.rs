@@ -21,7 +21,8 @@ pub use fault::{
 pub use memslot::{Memslot, SlotDesc, SlotFlags, SlotId};
 pub use pt_core::ops::DumpStats;
 pub use pt_core::{
-    Ipa, MemType, PageAllocator, Perms, PhysAddr, Stage1Attrs, Stage2Attrs, VirtAddr,
+    GuestMemory, GuestMemoryError, Ipa, MemType, PageAllocator, Perms, PhysAddr, Stage1Attrs,
+    Stage2Attrs, VirtAddr,
 };
 pub use stage2::{BlockSize, S2Translation, Stage2, MAX_SLOTS};
 pub mod hyp;

@@ -14,6 +14,10 @@ pub struct SlotFlags {
     pub readonly: bool,
     /// Dirty logging is on: pages are mapped read-only and each first write is recorded.
     pub log_dirty: bool,
+    /// The guest may not execute from the slot: an instruction fetch is refused with
+    /// [`InjectReason::ExecuteNever`](crate::InjectReason::ExecuteNever). Off by default: RAM is
+    /// mapped executable on the guest's first instruction fetch from it.
+    pub noexec: bool,
 }
 
 /// A memslot as the caller describes it.

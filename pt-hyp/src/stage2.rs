@@ -7,10 +7,11 @@ use crate::error::Error;
 use crate::memslot::{Memslot, SlotDesc, SlotId};
 use arrayvec::ArrayVec;
 use core::marker::PhantomData;
-use pt_core::ops::{self, MapRequest, PartialBlock, TableSource};
+use pt_core::ops::{self, MapRequest, PartialBlock, TableSource, UnmapSink};
 use pt_core::{
-    AddrRange, Entries, Entry, Format, Geometry, Ipa, LeafFlow, PageAllocator, Perms, PhysAddr,
-    Stage2Attrs, TlbBatch, TlbScope, Visitor, Walker, PAGE_SHIFT, PAGE_SIZE,
+    guest_dcache, AddrRange, CacheOp, Entries, Entry, Format, Geometry, GuestMemory,
+    GuestMemoryError, Ipa, LeafFlow, Maintenance, PageAllocator, Perms, PhysAddr, Stage2Attrs,
+    TlbBatch, TlbScope, Visitor, Walker, PAGE_SHIFT, PAGE_SIZE,
 };
 
 /// Most memslots per VM.
@@ -65,7 +66,12 @@ pub struct S2Translation {
 /// returns; break-before-make holds throughout. Methods take `&mut self`: the caller's lock
 /// around the VM plays the role of KVM's `mmu_lock`. The tree is freed on drop
 /// (`kvm_free_stage2_pgd`).
-pub struct Stage2<A: Arch, P: PageAllocator> {
+///
+/// `P` provides both seams: table pages ([`PageAllocator`]) and virtual addresses of guest
+/// memory for its cache maintenance ([`GuestMemory`]), used when RAM is mapped for a guest
+/// with its caches off, when execute permission is granted, when RAM is unmapped, by
+/// [`flush_dcache_vm`](Self::flush_dcache_vm) and by [`replace_page`](Self::replace_page).
+pub struct Stage2<A: Arch, P: PageAllocator + GuestMemory> {
     alloc: P,
     geom: Geometry,
     root: PhysAddr,
@@ -76,10 +82,47 @@ pub struct Stage2<A: Arch, P: PageAllocator> {
     maint: A::Maint,
     slots: ArrayVec<Memslot, MAX_SLOTS>,
     next_slot: u16,
+    /// False once the tree was freed (by `destroy`, before the drop that follows).
+    live: bool,
     _a: PhantomData<A>,
 }
 
-impl<A: Arch, P: PageAllocator> Stage2<A, P> {
+/// The [`UnmapSink`] of stage 2: cleans and invalidates the data cache of every RAM leaf an
+/// unmap removed (KVM's `kvm_flush_dcache_pte/pmd/pud`), never device memory
+/// (`kvm_is_device_pfn`). The first failure to reach guest memory is kept; cleaning goes on
+/// with the next range.
+pub(crate) struct CleanRam<'a, M, G> {
+    maint: &'a M,
+    mem: &'a G,
+    error: Option<GuestMemoryError>,
+}
+
+impl<'a, M: Maintenance, G: GuestMemory> CleanRam<'a, M, G> {
+    pub(crate) fn new(maint: &'a M, mem: &'a G) -> Self {
+        Self {
+            maint,
+            mem,
+            error: None,
+        }
+    }
+
+    pub(crate) fn result(self) -> Result<(), Error> {
+        self.error.map_or(Ok(()), |e| Err(Error::GuestMemory(e)))
+    }
+}
+
+impl<M: Maintenance, G: GuestMemory> UnmapSink<Stage2Attrs> for CleanRam<'_, M, G> {
+    fn unmapped(&mut self, oa: PhysAddr, size: u64, attrs: Stage2Attrs) {
+        if attrs.mem.is_device() {
+            return;
+        }
+        if let Err(e) = guest_dcache(self.maint, self.mem, CacheOp::CleanInvalidate, oa, size) {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// Allocates the zeroed root of a stage-2 tree for `ipa_bits`-bit IPAs (two concatenated,
     /// 8 KiB-aligned tables for 40 bits; one table of four entries for 32 bits; any size the
     /// architecture allows) and computes VTTBR and VTCR (`kvm_alloc_stage2_pgd`).
@@ -115,6 +158,7 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
             maint: A::Maint::default(),
             slots: ArrayVec::new(),
             next_slot: 0,
+            live: true,
             _a: PhantomData,
         })
     }
@@ -156,7 +200,10 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
     }
 
     pub(crate) fn walker(&self) -> Walker<'_, A::S2, P> {
-        Walker::new(self.geom, self.root, &self.alloc)
+        // SAFETY: `root` is the `geom.root_pages()` zeroed pages `new` took from `alloc`,
+        // written since only through pt-core, and freed only on drop; `&mut self` on every
+        // changing method serialises the walks that write.
+        unsafe { Walker::new(self.geom, self.root, &self.alloc) }
     }
 
     pub(crate) fn tlb(&self) -> TlbBatch<'_, A::Maint> {
@@ -168,29 +215,35 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         &self.maint
     }
 
-    fn request(
+    fn checked_request(
         &self,
         ipa: Ipa,
         pa: PhysAddr,
         size: u64,
         attrs: Stage2Attrs,
         blocks: BlockSize,
-    ) -> MapRequest<Stage2Attrs> {
-        MapRequest {
+    ) -> Result<MapRequest<Stage2Attrs>, Error> {
+        if attrs.mem.is_device() && attrs.perms.exec() {
+            return Err(Error::ExecutableDevice { ipa: ipa.0 });
+        }
+        Ok(MapRequest {
             ia: ipa.0,
             size,
             oa: pa,
             attrs,
             leaf_level: blocks.leaf_level(),
             oa_bits: self.pa_bits,
-        }
+        })
     }
 
     /// Maps `[ipa, ipa + size)` to host memory at `pa` with `attrs`, using leaves up to
     /// `blocks` where alignment allows, tables from the allocator (`stage2_set_pte`,
     /// `stage2_set_pmd_huge`, `stage2_set_pud_huge`). Existing identical leaves are kept; any
     /// other existing mapping is [`Error::Conflict`]. Only invalid entries are written, so no
-    /// TLB invalidation is needed. On error the tree is unchanged.
+    /// TLB invalidation is needed; `DSB ISHST` makes the new entries visible to the table
+    /// walkers before this returns. No cache maintenance: the caller owns the contents of
+    /// what it maps this way (the fault path cleans what it maps). Device memory with execute
+    /// permission is [`Error::ExecutableDevice`]. On error the tree is unchanged.
     pub fn map(
         &mut self,
         ipa: Ipa,
@@ -199,8 +252,8 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         attrs: Stage2Attrs,
         blocks: BlockSize,
     ) -> Result<(), Error> {
-        let req = self.request(ipa, pa, size, attrs, blocks);
-        ops::map(&self.walker(), &req).map_err(Error::from)
+        let req = self.checked_request(ipa, pa, size, attrs, blocks)?;
+        ops::map(&self.walker(), &req, &self.maint).map_err(Error::from)
     }
 
     /// Maps guest RAM with `perms` (normal write-back memory, access flag set).
@@ -233,6 +286,20 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         )
     }
 
+    /// The tables [`map_cached`](Self::map_cached) with these arguments would take from its
+    /// cache, or the error it would return (no change to anything).
+    pub fn map_tables_needed(
+        &self,
+        ipa: Ipa,
+        pa: PhysAddr,
+        size: u64,
+        attrs: Stage2Attrs,
+        blocks: BlockSize,
+    ) -> Result<usize, Error> {
+        let req = self.checked_request(ipa, pa, size, attrs, blocks)?;
+        ops::tables_needed(&self.walker(), &req).map_err(Error::from)
+    }
+
     /// Like [`map`](Self::map), but new tables come only from `cache` (the fault path, under
     /// the VM's lock): fails with [`Error::CacheExhausted`] before touching the tree when the
     /// cache holds too few pages, and never calls the allocator.
@@ -245,8 +312,8 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         attrs: Stage2Attrs,
         blocks: BlockSize,
     ) -> Result<(), Error> {
-        let req = self.request(ipa, pa, size, attrs, blocks);
-        ops::map_from(&self.walker(), &req, cache).map_err(Error::from)
+        let req = self.checked_request(ipa, pa, size, attrs, blocks)?;
+        ops::map_from(&self.walker(), &req, cache, &self.maint).map_err(Error::from)
     }
 
     /// Unmaps `[ipa, ipa + size)` (`unmap_stage2_range`): every leaf cleared, every table that
@@ -254,10 +321,19 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
     /// one whole-VMID flush above the batch threshold, always on ARMv7) before any table is
     /// freed. A block the range covers in part is unmapped whole, as KVM does; the guest faults
     /// the rest back in.
+    ///
+    /// Cache maintenance: once the TLB invalidation has completed, the data cache of every
+    /// RAM leaf removed is cleaned and invalidated to the point of coherency through
+    /// [`GuestMemory`] (KVM's `kvm_flush_dcache_pte/pmd/pud`: the guest may have written it
+    /// with its caches off, and no stale line may survive for the memory's next owner);
+    /// device memory is never cleaned. [`Error::GuestMemory`] means the range was unmapped
+    /// but part of it could not be cleaned.
     pub fn unmap_range(&mut self, ipa: Ipa, size: u64) -> Result<(), Error> {
         let w = self.walker();
         let mut tlb = self.tlb();
-        ops::unmap(&w, ipa.0, size, PartialBlock::Whole, &mut tlb).map_err(Error::from)
+        let mut clean = CleanRam::new(&self.maint, &self.alloc);
+        ops::unmap_reporting(&w, ipa.0, size, PartialBlock::Whole, &mut tlb, &mut clean)?;
+        clean.result()
     }
 
     /// Unmaps the RAM of every memslot (`stage2_unmap_vm`).
@@ -303,7 +379,12 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         if t.level == 3 {
             return Ok(false);
         }
-        self.unmap_range(t.leaf_ipa, t.size)?;
+        // No cache maintenance: the memory stays the guest's, mapped again page by page
+        // (`stage2_dissolve_pmd` only clears and invalidates).
+        let w = self.walker();
+        let mut tlb = self.tlb();
+        ops::unmap(&w, t.leaf_ipa.0, t.size, PartialBlock::Whole, &mut tlb)?;
+        drop(tlb);
         // Every logging slot the block overlaps (a block mapped through `map` may straddle
         // slot boundaries): the pages of the intersection.
         let (lo, hi) = (t.leaf_ipa.0, t.leaf_ipa.0 + t.size);
@@ -437,10 +518,14 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         .map_err(Error::from)
     }
 
-    /// Gives write permission back to the leaf mapping `ipa` if dirty logging had taken it
-    /// (the "logged" bit): the write-fault path of a logging slot. Returns false when the leaf
-    /// was not write-protected by logging.
+    /// Gives write permission back to the leaf mapping `ipa` if the hypervisor had taken it
+    /// (the "logged" bit: dirty logging, or [`replace_page`](Self::replace_page)): the
+    /// write-fault path. Returns false when the leaf was not write-protected that way, and
+    /// always inside a read-only memslot (whose pages never become writable).
     pub fn make_writable(&mut self, ipa: Ipa) -> Result<bool, Error> {
+        if self.find_slot(ipa).is_some_and(|s| s.desc.flags.readonly) {
+            return Ok(false);
+        }
         let w = self.walker();
         let mut tlb = self.tlb();
         let page = ipa.0 & !(PAGE_SIZE - 1);
@@ -465,15 +550,37 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         Ok(n > 0)
     }
 
-    /// Cleans and invalidates the data cache of everything mapped in every memslot, a whole
-    /// block at once where a block is mapped (`stage2_flush_vm`). Returns the number of range
-    /// operations issued.
-    pub fn flush_dcache_vm(&self) -> usize {
+    /// Cleans and invalidates to the point of coherency the data cache of all RAM mapped in
+    /// every memslot, a whole block at once where a block is mapped, skipping device mappings
+    /// (`stage2_flush_vm`, which skips `kvm_is_device_pfn`): what a guest's set/way cache
+    /// maintenance and its cache enable/disable need (`kvm_set_way_flush`,
+    /// `kvm_toggle_cache`). Returns the number of range operations issued; a range the
+    /// guest-memory port cannot lend is [`Error::GuestMemory`] after the others were cleaned.
+    pub fn flush_dcache_vm(&self) -> Result<usize, Error> {
         let w = self.walker();
-        self.slots
-            .iter()
-            .map(|s| ops::clean_dcache(&w, s.desc.ipa.0, s.end(), &self.maint))
-            .sum()
+        let mut ops_issued = 0;
+        let mut error = None;
+        for s in &self.slots {
+            ops::for_each_leaf(&w, s.desc.ipa.0, s.end(), |leaf| {
+                if leaf.attrs.mem.is_device() {
+                    return;
+                }
+                let r = guest_dcache(
+                    &self.maint,
+                    &self.alloc,
+                    CacheOp::CleanInvalidate,
+                    leaf.oa,
+                    leaf.size,
+                );
+                match r {
+                    Ok(()) => ops_issued += 1,
+                    Err(e) => {
+                        error.get_or_insert(e);
+                    }
+                }
+            });
+        }
+        error.map_or(Ok(ops_issued), |e| Err(Error::GuestMemory(e)))
     }
 
     /// Whether the leaf mapping `ipa` has its access flag set (`kvm_test_age_hva`).
@@ -516,10 +623,15 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         self.set_af(ipa, true)
     }
 
-    /// Points the page mapping `ipa` at `new_pa`, keeping its attributes, with break-before-make
-    /// (`kvm_set_spte_hva`, the MMU notifier's change_pte). A block at `ipa` is dissolved
-    /// instead and the page left for the next fault, as KVM does. Returns whether a page was
-    /// replaced.
+    /// Points the page mapping `ipa` at `new_pa` with break-before-make (`kvm_set_spte_hva`, the
+    /// MMU notifier's change_pte): the new page's data cache is cleaned and invalidated to
+    /// the point of coherency first (`clean_dcache_guest_page`), and it is mapped as KVM's
+    /// `PAGE_S2`: normal memory, read-only, not executable, access flag set, so the guest's
+    /// next write faults (the page may be shared, e.g. after a copy-on-write or a merge) and is
+    /// made writable again by the fault path (the "logged" bit, outside read-only slots), and
+    /// the next instruction fetch grants execute permission with the I-cache maintenance that
+    /// needs. A block at `ipa` is dissolved instead and the page left for the next fault, as
+    /// KVM does. Returns whether a page was replaced.
     pub fn replace_page(&mut self, ipa: Ipa, new_pa: PhysAddr) -> Result<bool, Error> {
         if new_pa.0 % PAGE_SIZE != 0 {
             return Err(Error::UnalignedOutput { oa: new_pa.0 });
@@ -538,11 +650,24 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
             None => Ok(false),
             Some(t) if t.level < 3 => self.dissolve_block(ipa).map(|_| false),
             Some(_) => {
+                guest_dcache(
+                    &self.maint,
+                    &self.alloc,
+                    CacheOp::CleanInvalidate,
+                    new_pa,
+                    PAGE_SIZE,
+                )?;
+                let readonly_slot = self.find_slot(ipa).is_none_or(|s| s.desc.flags.readonly);
+                let attrs = Stage2Attrs {
+                    logged: !readonly_slot,
+                    ..Stage2Attrs::ram(Perms::R)
+                };
                 let w = self.walker();
                 let mut tlb = self.tlb();
                 let page = ipa.0 & !(PAGE_SIZE - 1);
                 let mut v = Replace {
                     new_pa,
+                    attrs,
                     tlb: &mut tlb,
                 };
                 let Ok(()) = w.walk(page, page + PAGE_SIZE, &mut v);
@@ -592,8 +717,13 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         } else {
             None
         };
-        let id = SlotId(self.next_slot);
-        self.next_slot = self.next_slot.wrapping_add(1);
+        // Ids count up and wrap; one still in use is skipped, so a new slot never takes the id
+        // of a live one (at most MAX_SLOTS ids are live, so this ends).
+        let mut id = SlotId(self.next_slot);
+        while self.slots.iter().any(|s| s.id == id) {
+            id = SlotId(id.0.wrapping_add(1));
+        }
+        self.next_slot = id.0.wrapping_add(1);
         self.slots.push(Memslot { id, desc, dirty });
         Ok(id)
     }
@@ -727,21 +857,38 @@ impl<A: Arch, P: PageAllocator> Stage2<A, P> {
         Ok(count)
     }
 
-    /// Frees every table and bitmap (`kvm_free_stage2_pgd`): one whole-VMID invalidation, then
-    /// every page back to the allocator. Same as dropping the value.
-    pub fn destroy(self) {}
-}
+    /// Frees every table and bitmap (`kvm_free_stage2_pgd`): one whole-VMID invalidation, the
+    /// data cache of every RAM leaf cleaned and invalidated (as KVM's `unmap_stage2_range` over
+    /// the whole IPA space does), then every page back to the allocator. Dropping the value
+    /// does the same; this reports [`Error::GuestMemory`] when part of the RAM could not be
+    /// cleaned (every page is freed all the same).
+    pub fn destroy(mut self) -> Result<(), Error> {
+        self.teardown()
+    }
 
-impl<A: Arch, P: PageAllocator> Drop for Stage2<A, P> {
-    fn drop(&mut self) {
+    fn teardown(&mut self) -> Result<(), Error> {
+        if !self.live {
+            return Ok(());
+        }
+        self.live = false;
         for s in self.slots.drain(..) {
             if let Some(bm) = s.dirty {
                 bm.free(&self.alloc);
             }
         }
-        let w = Walker::<A::S2, P>::new(self.geom, self.root, &self.alloc);
+        let w = self.walker();
         let mut tlb = TlbBatch::new(&self.maint, TlbScope::Stage2 { vttbr: self.vttbr });
-        ops::free_tree(&w, &mut tlb);
+        let mut clean = CleanRam::new(&self.maint, &self.alloc);
+        ops::free_tree_reporting(&w, &mut tlb, &mut clean);
+        drop(tlb);
+        clean.result()
+    }
+}
+
+impl<A: Arch, P: PageAllocator + GuestMemory> Drop for Stage2<A, P> {
+    /// [`destroy`](Stage2::destroy), without the report.
+    fn drop(&mut self) {
+        let _ = self.teardown();
     }
 }
 
@@ -762,6 +909,7 @@ fn logged_read_only(a: Stage2Attrs) -> Stage2Attrs {
 /// Replaces the page of a one-page walk, with break-before-make.
 struct Replace<'t, 'm, M: pt_core::Maintenance> {
     new_pa: PhysAddr,
+    attrs: Stage2Attrs,
     tlb: &'t mut TlbBatch<'m, M>,
 }
 
@@ -775,9 +923,11 @@ where
     const TABLE_VISITS: bool = false;
 
     fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Self::Error> {
-        if let Entry::Leaf { attrs, .. } = run.decode(0) {
-            let new = F::encode_leaf(self.new_pa, attrs, run.level());
-            ops::break_before_make(run, 0, new, self.tlb);
+        if let Entry::Leaf { .. } = run.decode(0) {
+            let new = F::encode_leaf(self.new_pa, self.attrs, run.level());
+            // A leaf descriptor, which break_before_make always writes.
+            let written = ops::break_before_make(run, 0, new, self.tlb);
+            debug_assert!(written);
         }
         Ok(LeafFlow::Done)
     }

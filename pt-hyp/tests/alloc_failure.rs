@@ -267,6 +267,7 @@ fn stage2_memslots<A: Arch>(bits: u8) {
         flags: SlotFlags {
             readonly: false,
             log_dirty,
+            ..SlotFlags::default()
         },
     };
     // add_memslot with logging allocates the bitmap.

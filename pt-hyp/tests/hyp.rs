@@ -5,9 +5,10 @@
 //! operation broke the rule.
 
 use pt_core::testkit::{log, Arena};
+use pt_core::trace::Record;
 use pt_core::{
-    Barrier, GeometryError, MemType, PageAllocator, Perms, PhysAddr, RangeError, Stage1Attrs,
-    TlbOp, VirtAddr, BLOCK_1G, BLOCK_2M, PAGE_SIZE,
+    Barrier, DescKind, GeometryError, MemType, PageAllocator, Perms, PhysAddr, RangeError,
+    Stage1Attrs, TlbOp, TraceEvent, VirtAddr, BLOCK_1G, BLOCK_2M, PAGE_SIZE,
 };
 use pt_hyp::hyp::{HypArch, HypConfig, HypError, HypRegsArch, HypTables, LinearMap};
 use pt_hyp::{Armv7, Armv8, RegisterError};
@@ -101,7 +102,49 @@ fn mapping_into_invalid_entries_issues_no_tlb_op<A: TestArch>() {
         .unwrap();
     hyp.map_idmap(PhysAddr(0x8000_0000), PAGE_SIZE).unwrap();
     assert_eq!(log::tlb_ops(), []);
-    assert_eq!(log::barriers(), []);
+    // No invalidation, but ordering: DSB ISHST before each new table is linked, and after the
+    // last store of each mapping DSB ISHST + ISB, since the hypervisor uses the mapping from
+    // its own instruction stream right away.
+    let barriers = log::barriers();
+    assert!(barriers.ends_with(&[Barrier::DsbIshSt, Barrier::Isb]));
+    assert_eq!(
+        barriers.iter().filter(|&&b| b == Barrier::Isb).count(),
+        3,
+        "one ISB per mapping call"
+    );
+    assert!(!barriers.contains(&Barrier::DsbIsh));
+}
+
+fn new_mapping_is_published_in_order<A: TestArch>() {
+    // One page into an empty tree: every table of the walk is new. Each table store comes
+    // after a DSB ISHST (the page's zeroing visible first); the leaf store is followed by
+    // DSB ISHST and ISB before map_range returns.
+    let arena = Arena::standard();
+    let mut hyp = new::<A>(&arena);
+    log::clear();
+    hyp.map_range(VirtAddr(0x4000_0000), PhysAddr(0x4000_0000), PAGE_SIZE, RW)
+        .unwrap();
+    let order: Vec<&str> = log::records()
+        .iter()
+        .filter_map(|r| match r {
+            Record::Table(TraceEvent::Write { new_kind, .. }) => Some(match new_kind {
+                DescKind::Table(_) => "table",
+                _ => "leaf",
+            }),
+            Record::Barrier(Barrier::DsbIshSt) => Some("dsb ishst"),
+            Record::Barrier(Barrier::Isb) => Some("isb"),
+            Record::Barrier(_) => Some("other"),
+            _ => None,
+        })
+        .collect();
+    let tables = order.iter().filter(|&&o| o == "table").count();
+    let mut want = Vec::new();
+    for _ in 0..tables {
+        want.extend(["dsb ishst", "table"]);
+    }
+    want.extend(["leaf", "dsb ishst", "isb"]);
+    assert!(tables >= 1);
+    assert_eq!(order, want);
 }
 
 fn blocks_where_alignment_allows_pages_elsewhere<A: TestArch>() {
@@ -1073,6 +1116,26 @@ fn tables_can_use_a_static_allocator_reference() {
     assert_eq!(hyp.alloc().live_pages(), 1);
 }
 
+fn leaked_tables_stay_allocated_and_nothing_is_invalidated<A: TestArch>() {
+    let arena = Arena::standard();
+    let mut hyp = new::<A>(&arena);
+    hyp.map_range(
+        VirtAddr(0x4000_0000),
+        PhysAddr(0x4000_0000),
+        4 * PAGE_SIZE,
+        RW,
+    )
+    .unwrap();
+    let root = hyp.root();
+    let live = arena.live_pages();
+    log::clear();
+    // The MMU runs on these tables for good: keep them.
+    assert_eq!(hyp.leak(), root);
+    assert_eq!(arena.live_pages(), live);
+    assert_eq!(log::tlb_ops(), []);
+    assert!(arena.is_live(root));
+}
+
 macro_rules! for_both_architectures {
     ($($name:ident),* $(,)?) => {
         mod armv7 {
@@ -1087,6 +1150,8 @@ macro_rules! for_both_architectures {
 for_both_architectures!(
     map_range_translates_every_page,
     mapping_into_invalid_entries_issues_no_tlb_op,
+    new_mapping_is_published_in_order,
+    leaked_tables_stay_allocated_and_nothing_is_invalidated,
     blocks_where_alignment_allows_pages_elsewhere,
     remapping_identically_is_accepted_differently_is_a_conflict,
     attributes_are_normalised_so_identical_remaps_match,

@@ -414,7 +414,8 @@ impl<'a, A: Arch> Harness<'a, A> {
                 self.ctx()
             );
         }
-        let w = Walker::<A::Hyp, &Arena>::new(g, hyp.root(), hyp.alloc());
+        // SAFETY: a second walker over the live tree, used only for reading while the tree is unchanged.
+        let w = unsafe { Walker::<A::Hyp, &Arena>::new(g, hyp.root(), hyp.alloc()) };
         self.tlb.sync();
         if let Err(e) = self.tlb.check(&w) {
             panic!("{}: {e}", self.ctx());

@@ -620,7 +620,19 @@ impl<'a, A: Arch> Harness<'a, A> {
                     }
                     Some((k, _)) => {
                         assert_eq!(r, Ok(true), "{}", self.ctx());
-                        self.model.leaves.get_mut(&k).unwrap().oa = new_pa;
+                        // KVM's PAGE_S2: normal memory, read-only, not executable, access
+                        // flag set; inside a (writable) slot the fault path may give write
+                        // permission back.
+                        let in_slot = self
+                            .slots
+                            .iter()
+                            .any(|s| (s.ipa..s.ipa + s.size).contains(&k));
+                        let leaf = self.model.leaves.get_mut(&k).unwrap();
+                        leaf.oa = new_pa;
+                        leaf.attrs = Stage2Attrs {
+                            logged: in_slot,
+                            ..Stage2Attrs::ram(Perms::R)
+                        };
                         (k, k + PAGE)
                     }
                 }
@@ -699,7 +711,8 @@ impl<'a, A: Arch> Harness<'a, A> {
         }
         // The simulated TLB: forget what the crate invalidated, then nothing cached may differ
         // from the tables; then fill it some more.
-        let w = Walker::<A::S2, &Arena>::new(g, s2.root(), s2.allocator());
+        // SAFETY: a second walker over the live tree, used only for reading while the tree is unchanged.
+        let w = unsafe { Walker::<A::S2, &Arena>::new(g, s2.root(), s2.allocator()) };
         self.tlb.sync();
         if let Err(e) = self.tlb.check(&w) {
             panic!("{}: {e}", self.ctx());
@@ -811,7 +824,8 @@ fn write_protect_drops_writable_tlb_entries<A: Arch>(bits: u8) {
         })
         .unwrap();
     let fill = |s2: &S2<'_, A>, tlb: &mut TlbSim<A::S2>| {
-        let w = Walker::<A::S2, &Arena>::new(s2.geometry(), s2.root(), s2.allocator());
+        // SAFETY: a second walker over the live tree, used only for reading while the tree is unchanged.
+        let w = unsafe { Walker::<A::S2, &Arena>::new(s2.geometry(), s2.root(), s2.allocator()) };
         for ia in [
             0,
             M2 + 5 * PAGE,
@@ -825,7 +839,8 @@ fn write_protect_drops_writable_tlb_entries<A: Arch>(bits: u8) {
         }
     };
     let check = |s2: &S2<'_, A>, tlb: &mut TlbSim<A::S2>, what: &str| {
-        let w = Walker::<A::S2, &Arena>::new(s2.geometry(), s2.root(), s2.allocator());
+        // SAFETY: a second walker over the live tree, used only for reading while the tree is unchanged.
+        let w = unsafe { Walker::<A::S2, &Arena>::new(s2.geometry(), s2.root(), s2.allocator()) };
         tlb.sync();
         tlb.check(&w).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(

@@ -207,10 +207,26 @@ fn replace_page_breaks_before_make<A: Arch>(bits: u8) {
     assert_eq!(vm.replace_page(Ipa(x + 0x10), new), Ok(true));
     assert_eq!(log::tlb_ops(), batch::<A>(vm.vttbr(), &[(x, 3)]));
     assert_eq!(log::writes(), 2, "break, then make");
+    // The new page was cleaned and invalidated to PoC before it was mapped
+    // (`clean_dcache_guest_page`), through the guest-memory seam.
+    let dcache: Vec<Record> = log::records()
+        .into_iter()
+        .filter(|r| matches!(r, Record::DCache { .. }))
+        .collect();
+    assert_eq!(
+        dcache,
+        [Record::DCache {
+            op: CacheOp::CleanInvalidate,
+            va: VirtAddr(GUEST_VA_OFFSET | new.0),
+            len: PAGE_SIZE
+        }]
+    );
+    // Mapped as KVM's PAGE_S2: read-only, not executable, whatever the old page allowed; no
+    // memslot here, so no "logged" bit either.
     let t = vm.translate(Ipa(x + 0x10)).unwrap();
     assert_eq!(
         (t.pa, t.attrs, t.level),
-        (PhysAddr(new.0 + 0x10), ram(Perms::RWX), 3)
+        (PhysAddr(new.0 + 0x10), ram(Perms::R), 3)
     );
     assert_maps(&vm, x - PAGE_SIZE, ram(Perms::RWX), 3);
     assert_maps(&vm, x + PAGE_SIZE, ram(Perms::RWX), 3);

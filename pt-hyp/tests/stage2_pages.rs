@@ -250,7 +250,7 @@ fn drop_and_destroy_free_every_page<A: Arch>(bits: u8) {
         assert_eq!(vm.is_dirty(logged, 1), Ok(true));
         assert!(arena.live_pages() > root_pages(bits));
         if destroy {
-            vm.destroy();
+            vm.destroy().unwrap();
         } else {
             drop(vm);
         }

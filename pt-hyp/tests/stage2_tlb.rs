@@ -47,7 +47,13 @@ fn map_into_invalid_entries_issues_no_tlb_op<A: Arch>(bits: u8) {
     .unwrap();
     assert!(log::writes() > 0);
     assert_eq!(log::tlb_ops(), vec![]);
-    assert_eq!(maintenance(), vec![]);
+    // No invalidation: only the DSB ISHSTs that order new tables after their zeroing and make
+    // the new entries visible before returning.
+    let m = maintenance();
+    assert!(!m.is_empty());
+    assert!(m
+        .iter()
+        .all(|r| *r == Record::Barrier(pt_core::Barrier::DsbIshSt)));
     cache.release(&arena);
 }
 
@@ -280,7 +286,7 @@ fn destroy_is_one_vmid_invalidation_then_frees<A: Arch>(bits: u8) {
         .unwrap();
     let vttbr = vm.vttbr();
     log::clear();
-    vm.destroy();
+    vm.destroy().unwrap();
     assert_eq!(log::tlb_ops(), vec![TlbOp::S2Vmid { vttbr }]);
     assert_eq!(arena.live_pages(), 0);
     let recs = log::records();

@@ -108,7 +108,7 @@ fn barriers() {
 #[test]
 fn dcache_clean_invalidate_walks_every_line_then_dsb() {
     let va = VirtAddr(0x4000_1010);
-    let recs = run(|| Maint.dcache(CacheOp::CleanInvalidate, va, 0x80));
+    let recs = run(|| Maint.dcache(CacheOp::CleanInvalidate, 0x4000_1010, 0x80));
     assert_eq!(
         recs,
         vec![
@@ -128,7 +128,7 @@ fn dcache_clean_invalidate_walks_every_line_then_dsb() {
 #[test]
 fn dcache_clean_uses_dccmvac() {
     let va = VirtAddr(0x8000_0000);
-    let recs = run(|| Maint.dcache(CacheOp::Clean, va, 0x40));
+    let recs = run(|| Maint.dcache(CacheOp::Clean, 0x8000_0000, 0x40));
     assert_eq!(
         recs,
         vec![
@@ -147,7 +147,7 @@ fn dcache_clean_uses_dccmvac() {
 #[test]
 fn dcache_of_nothing_is_only_the_barrier() {
     let va = VirtAddr(0x8000_0010);
-    let recs = run(|| Maint.dcache(CacheOp::Clean, va, 0));
+    let recs = run(|| Maint.dcache(CacheOp::Clean, 0x8000_0010, 0));
     assert_eq!(
         recs,
         vec![
@@ -162,32 +162,59 @@ fn dcache_of_nothing_is_only_the_barrier() {
 }
 
 #[test]
-fn dcache_range_beyond_4g_is_cut_at_4g() {
-    let va = VirtAddr(0xffff_ffc0);
-    let recs = run(|| Maint.dcache(CacheOp::CleanInvalidate, va, 0x1000));
+fn dcache_clean_to_pou_uses_dccmvau() {
+    // DDI 0406C B4.2.1: DCCMVAU is MCR p15, 0, <Rt>, c7, c11, 1 (clean by MVA to PoU).
+    let recs = run(|| Maint.dcache(CacheOp::CleanToPou, 0x4000_0020, 0x40));
+    assert_eq!(
+        recs,
+        vec![
+            Record::DCache {
+                op: CacheOp::CleanToPou,
+                va: VirtAddr(0x4000_0020),
+                len: 0x40
+            },
+            insn(m::DCCMVAU, 0x4000_0000),
+            insn(m::DCCMVAU, 0x4000_0040),
+            insn(m::DSB_ISH, 0),
+        ]
+    );
+}
+
+#[test]
+fn dcache_range_up_to_the_top_of_the_address_space_stops_there() {
+    // The last line of the address space: one operation, no wrap to address 0.
+    let top = usize::MAX & !63;
+    let recs = run(|| Maint.dcache(CacheOp::CleanInvalidate, top, 0x1000));
     assert_eq!(
         recs,
         vec![
             Record::DCache {
                 op: CacheOp::CleanInvalidate,
-                va,
+                va: VirtAddr(top as u64),
                 len: 0x1000
             },
-            insn(m::DCCIMVAC, 0xffff_ffc0),
+            insn(m::DCCIMVAC, top as u64),
             insn(m::DSB_ISH, 0),
         ]
     );
-    let far = VirtAddr(0x2_0000_0000);
-    let recs = run(|| Maint.dcache(CacheOp::Clean, far, u64::MAX));
+}
+
+#[test]
+fn translate_guest_read_is_ats1cpr_with_the_guests_par_saved_and_restored() {
+    // KVM arm32 `__populate_fault_info`: read PAR, ATS1CPR, ISB, read PAR, write the old PAR
+    // back. The host reads PAR as 0 and the translation's result is the queued value.
+    pt_core::testkit::log::reset();
+    pt_core::testkit::log::queue_par(0x0000_0040_1234_5000 | (1 << 11));
+    let par = Maint.translate_guest_read(0xc012_3456);
+    assert_eq!(par, 0x0000_0040_1234_5000 | (1 << 11));
     assert_eq!(
-        recs,
+        pt_core::testkit::log::records(),
         vec![
-            Record::DCache {
-                op: CacheOp::Clean,
-                va: far,
-                len: u64::MAX
-            },
-            insn(m::DSB_ISH, 0)
+            insn(m::MRRC_PAR, 0),
+            insn(m::ATS1CPR, 0xc012_3456),
+            insn(m::ISB, 0),
+            insn(m::MRRC_PAR, 0),
+            insn(m::MCRR_PAR, 0),
         ]
     );
 }

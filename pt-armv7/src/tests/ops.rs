@@ -30,7 +30,7 @@ fn stage2_40_bit_map_translate_unmap_free() {
     let geom = Geometry::new(Limits::ARMV7_STAGE2, 40).unwrap();
     let root = arena.alloc_contiguous_zeroed(geom.root_pages()).unwrap();
     let vttbr = regs::vttbr(root, &geom, 3).unwrap();
-    let w: Walker<'_, S2Format, Arena> = Walker::new(geom, root, &arena);
+    let w: Walker<'_, S2Format, Arena> = unsafe { Walker::new(geom, root, &arena) };
 
     // 4 MiB + 8 KiB at IPA 0x80_4000_0000 (above 4 GiB: only a 40-bit IPA reaches it):
     // two 2 MiB blocks and two pages.
@@ -42,7 +42,7 @@ fn stage2_40_bit_map_translate_unmap_free() {
         leaf_level: 2,
         oa_bits: 40,
     };
-    ops::map(&w, &req).unwrap();
+    ops::map(&w, &req, &Maint).unwrap();
 
     let t = ops::translate(&w, 0x80_4020_1234).unwrap();
     assert_eq!(
@@ -90,7 +90,7 @@ fn hyp_32_bit_map_translate_unmap_free() {
     let geom = Geometry::new(Limits::ARMV7_STAGE1, 32).unwrap();
     let root = arena.alloc_zeroed().unwrap();
     assert_eq!(regs::httbr(root), Ok(root.0));
-    let w: Walker<'_, HypFormat, Arena> = Walker::new(geom, root, &arena);
+    let w: Walker<'_, HypFormat, Arena> = unsafe { Walker::new(geom, root, &arena) };
 
     let req = MapRequest {
         ia: 0xc000_0000,
@@ -100,7 +100,7 @@ fn hyp_32_bit_map_translate_unmap_free() {
         leaf_level: 3,
         oa_bits: 40,
     };
-    ops::map(&w, &req).unwrap();
+    ops::map(&w, &req, &Maint).unwrap();
     let dev = MapRequest {
         ia: 0xf000_0000,
         size: 0x1000,
@@ -109,7 +109,7 @@ fn hyp_32_bit_map_translate_unmap_free() {
         leaf_level: 3,
         oa_bits: 40,
     };
-    ops::map(&w, &dev).unwrap();
+    ops::map(&w, &dev, &Maint).unwrap();
 
     let t = ops::translate(&w, 0xc000_2010).unwrap();
     assert_eq!(

@@ -4,7 +4,7 @@ use super::{check_input, Error, Reserve, TableSource};
 use crate::addr::PhysAddr;
 use crate::format::{Entry, Format};
 use crate::geometry::entry_size;
-use crate::machine::PageAllocator;
+use crate::machine::{Barrier, Maintenance, PageAllocator};
 use crate::table::Entries;
 use crate::walk::{LeafFlow, Visitor, Walker};
 
@@ -105,14 +105,17 @@ impl<F: Format, P: PageAllocator> Visitor<F, P> for Plan<'_, F::Attrs> {
     }
 }
 
-struct Apply<'r, 's, A, S> {
+struct Apply<'r, 's, A, S, M> {
     req: &'r MapRequest<A>,
     src: &'s mut S,
+    maint: &'r M,
     /// Level of the first table this walk created: everything below it is known invalid.
     fresh: Option<u8>,
 }
 
-impl<F: Format, P: PageAllocator, S: TableSource> Visitor<F, P> for Apply<'_, '_, F::Attrs, S> {
+impl<F: Format, P: PageAllocator, S: TableSource, M: Maintenance> Visitor<F, P>
+    for Apply<'_, '_, F::Attrs, S, M>
+{
     type Error = Error;
 
     #[inline]
@@ -151,6 +154,11 @@ impl<F: Format, P: PageAllocator, S: TableSource> Visitor<F, P> for Apply<'_, '_
                     needed: 1,
                     available,
                 })?;
+                // The table's zeroing (by the allocator, and the reserve's link word restored
+                // to zero just now) must be visible to every table walker before the table
+                // is: `DSB ISHST` orders those stores before the descriptor store (KVM 5.10+
+                // publishes tables with a store-release for the same reason).
+                self.maint.barrier(Barrier::DsbIshSt);
                 // Invalid -> table: no break, no invalidation needed.
                 run.set(k, F::encode_table(t, level));
                 if self.fresh.is_none() {
@@ -204,30 +212,42 @@ fn plan<F: Format, P: PageAllocator>(
 /// [`Error::Conflict`]. The tables needed are counted and reserved first, so on
 /// [`Error::OutOfMemory`] (and on every other error) the tree is unchanged and nothing leaks.
 /// Only invalid entries become valid, so no TLB maintenance is needed.
-pub fn map<F: Format, P: PageAllocator>(
+///
+/// Barriers (through `maint`): `DSB ISHST` before each new table is linked (its zeroing
+/// visible first), and `DSB ISHST` once after the last store, so the new entries are visible
+/// to every table walker of the inner shareable domain when this returns (KVM's `dsb(ishst)`
+/// after `kvm_set_pte`). A caller that maps its own (stage-1) tables adds `ISB` before relying
+/// on the mapping in its own instruction stream (pt-hyp's hyp tables do).
+pub fn map<F: Format, P: PageAllocator, M: Maintenance>(
     w: &Walker<'_, F, P>,
     req: &MapRequest<F::Attrs>,
+    maint: &M,
 ) -> Result<(), Error> {
     let end = check(w, req)?;
     let needed = plan(w, req, end)?;
     let mut reserve = Reserve::fill(w.alloc(), needed).ok_or(Error::OutOfMemory)?;
-    w.walk(
-        req.ia,
-        end,
-        &mut Apply {
-            req,
-            src: &mut reserve,
-            fresh: None,
-        },
-    )
+    apply(w, req, end, &mut reserve, maint)
+}
+
+/// The number of new tables mapping `req` would take, after the checks [`map`] makes (range,
+/// alignment, output size, conflicts): what a caller checks its table source against before
+/// doing work that must not be wasted (the fault path's cache maintenance).
+pub fn tables_needed<F: Format, P: PageAllocator>(
+    w: &Walker<'_, F, P>,
+    req: &MapRequest<F::Attrs>,
+) -> Result<usize, Error> {
+    let end = check(w, req)?;
+    plan(w, req, end)
 }
 
 /// Maps `req`, taking new tables only from `src` (a pre-filled cache: the fault path). Fails
 /// with [`Error::CacheExhausted`] before touching the tree when `src` holds too few pages.
-pub fn map_from<F: Format, P: PageAllocator, S: TableSource>(
+/// Barriers as for [`map`].
+pub fn map_from<F: Format, P: PageAllocator, S: TableSource, M: Maintenance>(
     w: &Walker<'_, F, P>,
     req: &MapRequest<F::Attrs>,
     src: &mut S,
+    maint: &M,
 ) -> Result<(), Error> {
     let end = check(w, req)?;
     let needed = plan(w, req, end)?;
@@ -237,13 +257,27 @@ pub fn map_from<F: Format, P: PageAllocator, S: TableSource>(
             available: src.available(),
         });
     }
-    w.walk(
+    apply(w, req, end, src, maint)
+}
+
+/// The apply walk of a checked and planned request, then the closing `DSB ISHST`.
+fn apply<F: Format, P: PageAllocator, S: TableSource, M: Maintenance>(
+    w: &Walker<'_, F, P>,
+    req: &MapRequest<F::Attrs>,
+    end: u64,
+    src: &mut S,
+    maint: &M,
+) -> Result<(), Error> {
+    let r = w.walk(
         req.ia,
         end,
         &mut Apply {
             req,
             src,
+            maint,
             fresh: None,
         },
-    )
+    );
+    maint.barrier(Barrier::DsbIshSt);
+    r
 }

@@ -3,19 +3,19 @@
 //! | operation | KVM function it serves |
 //! |---|---|
 //! | [`map`] / [`map_from`] | `kvm_set_spte`, `stage2_set_pmd_huge`, `create_hyp_mappings`, `kvm_phys_addr_ioremap` |
-//! | [`unmap`] | `unmap_stage2_range`, `stage2_dissolve_pmd` |
+//! | [`unmap`] / [`unmap_reporting`] | `unmap_stage2_range` (the sink gets each removed leaf for `kvm_flush_dcache_pte`), `stage2_dissolve_pmd` |
 //! | [`update`] | `stage2_wp_range`, `kvm_mmu_write_protect_pt_masked`, `handle_access_fault`, `kvm_age_hva` |
 //! | [`translate`] | the walk `kvm_handle_guest_abort` and the MMU notifiers do |
-//! | [`free_tree`] | `kvm_free_stage2_pgd`, `free_hyp_pgds` |
+//! | [`free_tree`] / [`free_tree_reporting`] | `kvm_free_stage2_pgd`, `free_hyp_pgds` |
 //! | [`split_block`] | `stage2_split` (a live split keeping the mapping) |
-//! | [`clean_dcache`] | `stage2_flush_vm` |
+//! | [`for_each_leaf`] | the walk of `stage2_flush_vm` (pt-hyp's `flush_dcache_vm` cleans each RAM leaf) |
 //! | [`break_before_make`] | `kvm_set_pte` after `kvm_tlb_flush_vmid_ipa` |
 //! | [`dump`] / [`dump_with`] | Linux's `ptdump_walk_pgd` (`arch/arm64/mm/ptdump.c`) |
 
 mod bbm;
 mod dump;
-mod flush;
 mod free;
+mod leaves;
 mod map;
 mod query;
 mod reserve;
@@ -25,13 +25,13 @@ mod update;
 
 pub use bbm::break_before_make;
 pub use dump::{dump, dump_with, DescribeAttrs, DumpStats};
-pub use flush::clean_dcache;
-pub use free::free_tree;
-pub use map::{map, map_from, MapRequest};
+pub use free::{free_tree, free_tree_reporting};
+pub use leaves::{for_each_leaf, Leaf};
+pub use map::{map, map_from, tables_needed, MapRequest};
 pub use query::{translate, Translation};
 pub use reserve::{Reserve, TableSource};
 pub use split::split_block;
-pub use unmap::{unmap, PartialBlock};
+pub use unmap::{unmap, unmap_reporting, PartialBlock, UnmapSink};
 pub use update::{update, update_attrs};
 
 use crate::addr::RangeError;

@@ -14,6 +14,12 @@ pub trait TableSource {
     fn take(&mut self) -> Option<PhysAddr>;
 }
 
+/// Marks word 0 of a reserved page as a link to the next one. Bit 0 stays clear, so the word is
+/// an invalid descriptor at every level of both LPAE formats (ARMv7 and ARMv8 decide validity
+/// by bit 0 alone): a reserved page never looks like a valid table to a walker, even if one
+/// reached it by mistake.
+pub(crate) const LINK_MARK: u64 = 0b10;
+
 /// Pages reserved from an allocator before a walk, chained through their first word, so any
 /// number can be held without memory of our own.
 pub struct Reserve<'a, P: PageAllocator> {
@@ -32,7 +38,7 @@ impl<'a, P: PageAllocator> Reserve<'a, P> {
         };
         for _ in 0..n {
             let pa = alloc.alloc_zeroed()?; // `r` is dropped on `?`, freeing what it holds
-            let link = r.head.map_or(0, |h| h.0 | 1);
+            let link = r.head.map_or(0, |h| h.0 | LINK_MARK);
             // SAFETY: `pa` was just allocated and is in no tree.
             unsafe { store_unlinked(alloc.phys_to_virt(pa), link) };
             r.head = Some(pa);
@@ -54,7 +60,7 @@ impl<P: PageAllocator> TableSource for Reserve<'_, P> {
         let link = unsafe { load_unlinked(p) };
         // SAFETY: as above; restoring the zero the allocator gave us.
         unsafe { store_unlinked(p, 0) };
-        self.head = (link != 0).then_some(PhysAddr(link & !1));
+        self.head = (link != 0).then_some(PhysAddr(link & !LINK_MARK));
         self.len -= 1;
         Some(pa)
     }

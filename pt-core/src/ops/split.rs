@@ -1,6 +1,7 @@
 //! Splitting a live block into a table of smaller leaves, keeping the mapping.
 
-use super::{break_before_make, Error, TableSource};
+use super::bbm::replace;
+use super::{Error, TableSource};
 use crate::format::{Entry, Format};
 use crate::geometry::ENTRIES_PER_TABLE;
 use crate::machine::{Maintenance, PageAllocator};
@@ -55,7 +56,7 @@ impl<F: Format, P: PageAllocator, S: TableSource, M: Maintenance> Visitor<F, P>
         };
         child.fill_leaves(0, ENTRIES_PER_TABLE, oa, attrs);
         // Block -> table: a different valid descriptor, so break before make.
-        break_before_make(run, 0, F::encode_table(t, level), self.tlb);
+        replace(run, 0, F::encode_table(t, level), self.tlb);
         self.result = Ok(true);
         Ok(LeafFlow::Done)
     }
@@ -95,5 +96,9 @@ pub fn split_block<F: Format, P: PageAllocator, S: TableSource, M: Maintenance>(
         result: Ok(false),
     };
     w.walk(page, page + crate::PAGE_SIZE, &mut v)?;
+    if v.result == Ok(true) {
+        // The new table is visible to every walker before this returns.
+        v.tlb.maint().barrier(crate::Barrier::DsbIshSt);
+    }
     v.result
 }

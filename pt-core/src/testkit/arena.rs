@@ -1,7 +1,7 @@
 //! An allocator of fake physical pages backed by host memory.
 
 use crate::addr::PhysAddr;
-use crate::machine::{PageAllocator, TraceEvent};
+use crate::machine::{GuestMemory, GuestMemoryError, PageAllocator, TraceEvent};
 use crate::trace::{record, Record};
 use std::boxed::Box;
 use std::cell::RefCell;
@@ -15,7 +15,30 @@ struct Inner {
     fail_at: Option<u64>,
     allocated: usize,
     freed: usize,
+    guest: GuestLending,
 }
+
+/// How an [`Arena`] lends virtual addresses of guest memory ([`GuestMemory`]).
+///
+/// Guest memory is not arena memory: the lent addresses are [`GUEST_VA_OFFSET`] + the physical
+/// address, recorded by the maintenance backends and never dereferenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestLending {
+    /// The whole range in one call (a port that maps all guest RAM).
+    Whole,
+    /// One call per 4 KiB page (a port that maps one page at a time, like KVM arm32's
+    /// `kmap_atomic_pfn`).
+    PerPage,
+    /// Like `PerPage`, but no address can be lent at or above `from` (a port without a
+    /// virtual address for high memory): the lending fails there.
+    Below {
+        /// First physical address without a virtual address.
+        from: u64,
+    },
+}
+
+/// What an [`Arena`] adds to a guest physical address to form the virtual address it lends.
+pub const GUEST_VA_OFFSET: u64 = 0xffff_0000_0000_0000;
 
 /// An arena of `capacity` fake physical pages starting at `base`.
 ///
@@ -56,6 +79,7 @@ impl Arena {
                 fail_at: None,
                 allocated: 0,
                 freed: 0,
+                guest: GuestLending::Whole,
             }),
         }
     }
@@ -63,6 +87,11 @@ impl Arena {
     /// An arena of 64 Ki pages (256 MiB of fake memory, allocated lazily) at 0x8000_0000.
     pub fn standard() -> Self {
         Self::new(PhysAddr(0x8000_0000), 1 << 16)
+    }
+
+    /// Sets how guest memory is lent from now on (initially [`GuestLending::Whole`]).
+    pub fn lend_guest_memory(&self, how: GuestLending) {
+        self.inner.borrow_mut().guest = how;
     }
 
     /// Makes the `n`-th allocation from now fail (1 = the next one), and the ones after it
@@ -133,7 +162,10 @@ impl Arena {
     }
 }
 
-impl PageAllocator for Arena {
+// SAFETY: every page handed out is a zeroed, 4 KiB-aligned piece of the arena's own host
+// allocation, marked used until freed, and `phys_to_virt` returns its host address; contiguous
+// runs are contiguous in the allocation.
+unsafe impl PageAllocator for Arena {
     const TRACE: bool = true;
 
     fn alloc_zeroed(&self) -> Option<PhysAddr> {
@@ -191,14 +223,49 @@ impl PageAllocator for Arena {
                 // SAFETY: idx < capacity, so the offset stays inside the allocation.
                 unsafe { self.mem.add(idx * 512) }
             }
-            // Not a table page (guest RAM given to cache maintenance): an address that is
-            // recorded, never dereferenced.
-            None => pa.0 as usize as *mut u64,
+            // pt-core asks only for table pages; guest memory goes through `GuestMemory`.
+            None => panic!("phys_to_virt({pa:?}): not an arena page (guest memory?)"),
         }
     }
 
     fn trace(&self, event: &TraceEvent) {
         record(Record::Table(*event));
+    }
+}
+
+// SAFETY: the lent addresses are never dereferenced by anyone: on the host the maintenance
+// backends only record them.
+unsafe impl GuestMemory for Arena {
+    fn with_va(
+        &self,
+        pa: PhysAddr,
+        len: u64,
+        f: &mut dyn FnMut(usize, usize),
+    ) -> Result<(), GuestMemoryError> {
+        let how = self.inner.borrow().guest;
+        let end = pa.0.saturating_add(len);
+        let va = |a: u64| (GUEST_VA_OFFSET | a) as usize;
+        match how {
+            GuestLending::Whole => {
+                f(va(pa.0), (end - pa.0) as usize);
+            }
+            GuestLending::PerPage | GuestLending::Below { .. } => {
+                let limit = match how {
+                    GuestLending::Below { from } => from,
+                    _ => u64::MAX,
+                };
+                let mut a = pa.0;
+                while a < end {
+                    if a >= limit {
+                        return Err(GuestMemoryError { pa: PhysAddr(a) });
+                    }
+                    let next = ((a | 0xfff) + 1).min(end);
+                    f(va(a), (next - a) as usize);
+                    a = next;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

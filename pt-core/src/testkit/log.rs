@@ -13,6 +13,29 @@ std::thread_local! {
     /// Every TLB invalidation since the last [`reset`], kept across [`clear`] (for the
     /// simulated TLB, which reads it through a cursor).
     static TLB_HISTORY: RefCell<Vec<TlbOp>> = const { RefCell::new(Vec::new()) };
+    /// What the next address translations of the guest's stage 1 (`AT S1E1R`, `ATS1CPR`)
+    /// report in PAR on the host, oldest first; empty: the walk fails.
+    static PAR: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Queues the PAR value the next host "execution" of a stage-1 address translation
+/// (`AT S1E1R` on ARMv8, `ATS1CPR` on ARMv7) reports: a test states what the guest's stage-1
+/// tables would give. Without a queued value the translation fails (PAR.F = 1).
+pub fn queue_par(par: u64) {
+    PAR.with(|p| p.borrow_mut().push(par));
+}
+
+/// The PAR value of a host address translation: the oldest queued one, or PAR.F = 1 (the
+/// stage-1 walk failed) when none is queued.
+pub fn take_par() -> u64 {
+    PAR.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_empty() {
+            1
+        } else {
+            p.remove(0)
+        }
+    })
 }
 
 pub(crate) fn push(r: Record) {
@@ -27,6 +50,7 @@ pub(crate) fn push(r: Record) {
 pub fn reset() {
     LOG.with(|l| l.borrow_mut().clear());
     TLB_HISTORY.with(|h| h.borrow_mut().clear());
+    PAR.with(|p| p.borrow_mut().clear());
     CHECKER.with(|c| *c.borrow_mut() = Checker::default());
 }
 

@@ -14,4 +14,34 @@ pub mod fake;
 pub mod log;
 pub mod tlbsim;
 
-pub use arena::Arena;
+pub use arena::{Arena, GuestLending, GUEST_VA_OFFSET};
+
+/// A [`Maintenance`](crate::Maintenance) that only records what it is asked to do (to the
+/// per-thread [`log`]): for tests of visitors and operations on the fake formats, where no
+/// architecture backend applies. Stage-2 invalidation by IPA is available, as on ARMv8.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordingMaint;
+
+impl crate::Maintenance for RecordingMaint {
+    const S2_BY_IPA: bool = true;
+
+    fn tlb(&self, op: crate::TlbOp) {
+        crate::trace::record(crate::trace::Record::Tlb(op));
+    }
+
+    fn barrier(&self, barrier: crate::Barrier) {
+        crate::trace::record(crate::trace::Record::Barrier(barrier));
+    }
+
+    fn dcache(&self, op: crate::CacheOp, va: usize, len: usize) {
+        crate::trace::record(crate::trace::Record::DCache {
+            op,
+            va: crate::VirtAddr(va as u64),
+            len: len as u64,
+        });
+    }
+
+    fn icache_invalidate_all(&self) {
+        crate::trace::record(crate::trace::Record::ICacheInvalidateAll);
+    }
+}

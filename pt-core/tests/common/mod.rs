@@ -30,8 +30,12 @@ impl<const B: bool> Maintenance for Rec<B> {
     fn barrier(&self, barrier: Barrier) {
         record(Record::Barrier(barrier));
     }
-    fn dcache(&self, op: CacheOp, va: VirtAddr, len: u64) {
-        record(Record::DCache { op, va, len });
+    fn dcache(&self, op: CacheOp, va: usize, len: usize) {
+        record(Record::DCache {
+            op,
+            va: VirtAddr(va as u64),
+            len: len as u64,
+        });
     }
     fn icache_invalidate_all(&self) {
         record(Record::ICacheInvalidateAll);

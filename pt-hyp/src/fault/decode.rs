@@ -154,8 +154,18 @@ pub struct GuestAbort {
     /// The decoded fault status.
     pub status: FaultStatus,
     /// The faulting IPA: the page from HPFAR, the offset within the page from the FAR
-    /// (`kvm_vcpu_get_fault_ipa` | `kvm_vcpu_get_hfar & 0xfff`).
+    /// (`kvm_vcpu_get_fault_ipa` | `kvm_vcpu_get_hfar & 0xfff`). Meaningful only when
+    /// [`ipa_valid`](Self::ipa_valid) is set.
     pub ipa: Ipa,
+    /// Whether [`ipa`](Self::ipa) holds the faulting IPA. HPFAR is written only for
+    /// translation, access-flag and address-size faults at stage 2 and for faults on the
+    /// stage-2 translation of a stage-1 walk (S1PTW); for a stage-2 permission fault of the
+    /// access itself it is UNKNOWN (ARM ARM: HPFAR_EL2; DDI 0406C B4.1.84 HPFAR), and decoding
+    /// leaves this false. [`FaultArch::resolve_ipa`] then computes the IPA from FAR with an
+    /// address translation through the guest's stage 1 (KVM's `__translate_far_to_hpfar`,
+    /// `__populate_fault_info`); [`Stage2::handle_abort`](crate::Stage2::handle_abort) does it
+    /// itself. A caller that resolved the IPA otherwise sets both fields.
+    pub ipa_valid: bool,
     /// The faulting guest virtual address (FAR_EL2; HDFAR or HIFAR on ARMv7).
     pub far: u64,
     /// The guest runs with its stage-1 MMU and data cache on (SCTLR.M and SCTLR.C set,
@@ -166,17 +176,31 @@ pub struct GuestAbort {
 }
 
 impl GuestAbort {
-    /// Whether the fault counts as a write (`kvm_is_write_fault`): an instruction fetch never
-    /// does; a permission fault on a stage-1 walk does (the walker updates the guest's
-    /// descriptors); otherwise WnR says. A cache maintenance instruction reports WnR set.
+    /// Whether the fault counts as a write (`kvm_is_write_fault`), S1PTW checked before the
+    /// abort kind: a fault on the stage-2 translation of a stage-1 walk is a write exactly
+    /// when it is a permission fault (the walker may update the guest's descriptors), for an
+    /// instruction abort too; otherwise an instruction fetch never is, and a data abort is
+    /// when WnR says so (a cache maintenance instruction reports WnR set).
     pub const fn is_write(&self) -> bool {
+        if self.s1ptw {
+            return matches!(self.status, FaultStatus::Permission { .. });
+        }
         match self.kind {
             AbortKind::Instruction => false,
-            AbortKind::Data if self.s1ptw => {
-                matches!(self.status, FaultStatus::Permission { .. })
-            }
             AbortKind::Data => self.wnr,
         }
+    }
+
+    /// Whether the fault is an instruction fetch by the guest (`kvm_vcpu_trap_is_exec_fault`):
+    /// an instruction abort that is not on a stage-1 walk (the walk is a data access).
+    pub const fn is_exec(&self) -> bool {
+        matches!(self.kind, AbortKind::Instruction) && !self.s1ptw
+    }
+
+    /// Whether HPFAR holds the IPA for this fault: everything but a stage-2 permission fault
+    /// of the access itself (see [`ipa_valid`](Self::ipa_valid)).
+    pub const fn hpfar_valid(&self) -> bool {
+        self.s1ptw || !matches!(self.status, FaultStatus::Permission { .. })
     }
 
     /// Access size in bytes (1, 2, 4 or 8), meaningful when `isv` is set.
@@ -212,8 +236,34 @@ pub trait FaultArch: Arch {
     type Regs: Copy + core::fmt::Debug;
 
     /// Decodes them (`kvm_vcpu_trap_get_class`, `kvm_vcpu_get_fault_ipa` and the
-    /// `kvm_vcpu_dabt_*` accessors).
+    /// `kvm_vcpu_dabt_*` accessors). The IPA comes from HPFAR, and is marked valid only where
+    /// the architecture writes HPFAR ([`GuestAbort::ipa_valid`]).
     fn decode_abort(regs: &Self::Regs) -> Result<GuestAbort, DecodeError>;
+
+    /// The IPA page (bits `[11:0]` clear) that the guest's current stage 1 translates `far`
+    /// to, by an address translation instruction at EL2/HYP as an EL1/PL1 read (`AT S1E1R`
+    /// on ARMv8, `ATS1CPR` on ARMv7), the guest's PAR saved and restored; `None` when the
+    /// walk fails. On the host the instructions are recorded and the PAR value is what a test
+    /// queued (`pt_core::testkit::log::queue_par`).
+    fn translate_far(far: u64) -> Option<u64>;
+
+    /// `a` with its IPA resolved: unchanged when [`GuestAbort::ipa_valid`], else with the IPA
+    /// from [`translate_far`](Self::translate_far) of FAR (KVM's `__get_fault_info`). `None`
+    /// when that fails (or FAR is not valid, FnV): the caller resumes the guest.
+    fn resolve_ipa(a: &GuestAbort) -> Option<GuestAbort> {
+        if a.ipa_valid {
+            return Some(*a);
+        }
+        if a.fnv {
+            return None;
+        }
+        let page = Self::translate_far(a.far)?;
+        Some(GuestAbort {
+            ipa: Ipa(page | (a.far & 0xfff)),
+            ipa_valid: true,
+            ..*a
+        })
+    }
 }
 
 /// The ARMv7 registers of a guest abort taken to HYP mode.
@@ -247,6 +297,14 @@ impl FaultArch for Armv7 {
     fn decode_abort(r: &Armv7AbortRegs) -> Result<GuestAbort, DecodeError> {
         decode_armv7(r.hsr, r.hdfar, r.hifar, r.hpfar)
     }
+
+    /// `ATS1CPR`; with the 64-bit (LPAE) PAR, F is bit 0 and `PA[39:12]` bits `[39:12]`
+    /// (DDI 0406C B4.1.113 PAR). A FAR above 32 bits cannot be translated.
+    fn translate_far(far: u64) -> Option<u64> {
+        let va = u32::try_from(far).ok()?;
+        let par = pt_armv7::Maint.translate_guest_read(va);
+        (par & 1 == 0).then_some(par & 0x00ff_ffff_f000)
+    }
 }
 
 impl FaultArch for Armv8 {
@@ -254,6 +312,13 @@ impl FaultArch for Armv8 {
 
     fn decode_abort(r: &Armv8AbortRegs) -> Result<GuestAbort, DecodeError> {
         decode_armv8(r.esr, r.far, r.hpfar)
+    }
+
+    /// `AT S1E1R`; `PAR_EL1.F` is bit 0, and on success `PA[51:12]` is in bits `[51:12]`
+    /// (`PA[47:12]` without FEAT_LPA; ARM ARM D19 PAR_EL1).
+    fn translate_far(far: u64) -> Option<u64> {
+        let par = pt_armv8::Maint.translate_guest_read(far);
+        (par & 1 == 0).then_some(par & 0x000f_ffff_ffff_f000)
     }
 }
 
@@ -293,6 +358,7 @@ fn decode_common(syndrome: u64, far: u64, fipa_page: u64) -> Result<GuestAbort, 
         fsc,
         status: FaultStatus::from_fsc(fsc),
         ipa: Ipa(fipa_page | (far & 0xfff)),
+        ipa_valid: false,
         far,
         guest_caches_on: false,
     })
@@ -317,6 +383,7 @@ pub fn decode_armv7(
     if a.kind == AbortKind::Data {
         a.srt = ((s >> 16) & 0xf) as u8;
     }
+    a.ipa_valid = a.hpfar_valid();
     Ok(a)
 }
 
@@ -334,5 +401,6 @@ pub fn decode_armv8(esr: u64, far: u64, hpfar: u64) -> Result<GuestAbort, Decode
         a.sf = bit(esr, 15);
         a.ar = bit(esr, 14);
     }
+    a.ipa_valid = a.hpfar_valid();
     Ok(a)
 }

@@ -231,7 +231,8 @@ impl<F: Format, P: PageAllocator> Visitor<F, P> for Dump<F::Attrs> {
 
 /// Walks the whole tree rooted at `root`.
 pub fn dump<F: Format, P: PageAllocator>(g: Geometry, root: PhysAddr, alloc: &P) -> Dump<F::Attrs> {
-    let w = Walker::<F, P>::new(g, root, alloc);
+    // SAFETY: `root` is the root of a live tree of geometry `g` built from `alloc`.
+    let w = unsafe { Walker::<F, P>::new(g, root, alloc) };
     let mut d = Dump {
         leaves: Vec::new(),
         tables: 0,

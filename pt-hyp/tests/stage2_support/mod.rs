@@ -5,7 +5,7 @@
 //! Every test allocates from a [`Arena`], whose drop runs the break-before-make checker.
 #![allow(dead_code, unused_imports)]
 
-pub use pt_core::testkit::{log, Arena};
+pub use pt_core::testkit::{log, Arena, GUEST_VA_OFFSET};
 pub use pt_core::trace::Record;
 pub use pt_core::{
     Barrier, CacheOp, Format, GeometryError, Maintenance, RangeError, TlbOp, BLOCK_1G, BLOCK_2M,
@@ -13,7 +13,7 @@ pub use pt_core::{
 };
 pub use pt_hyp::{
     Arch, Armv7, Armv8, BlockSize, Error, Ipa, MemType, PageCache, Perms, PhysAddr, RegisterError,
-    S2Translation, SlotDesc, SlotFlags, SlotId, Stage2, Stage2Attrs, MAX_SLOTS,
+    S2Translation, SlotDesc, SlotFlags, SlotId, Stage2, Stage2Attrs, VirtAddr, MAX_SLOTS,
 };
 
 /// Instantiates each generic test `fn name<A: Arch>(ipa_bits: u8)` for the four
@@ -192,6 +192,7 @@ pub fn slot(ipa: u64, size: u64, log_dirty: bool) -> SlotDesc {
         flags: SlotFlags {
             readonly: false,
             log_dirty,
+            ..SlotFlags::default()
         },
     }
 }
