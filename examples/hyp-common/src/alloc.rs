@@ -4,7 +4,7 @@
 
 use core::cell::Cell;
 use core::cell::RefCell;
-use pt_core::{PageAllocator, PhysAddr};
+use pt_core::{GuestMemory, GuestMemoryError, PageAllocator, PhysAddr};
 
 /// Pages managed at most.
 pub const MAX_PAGES: usize = 2048;
@@ -68,7 +68,10 @@ impl PagePool {
     }
 }
 
-impl PageAllocator for PagePool {
+// SAFETY: the pool owns its identity-mapped range exclusively; each page is handed out once,
+// zeroed, until freed, and `phys_to_virt` is the identity the hypervisor's own tables map as
+// normal cacheable memory.
+unsafe impl PageAllocator for PagePool {
     fn alloc_zeroed(&self) -> Option<PhysAddr> {
         self.take(1)
     }
@@ -91,5 +94,30 @@ impl PageAllocator for PagePool {
 
     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u64 {
         pa.0 as usize as *mut u64
+    }
+}
+
+// SAFETY: both example hypervisors map all of their RAM (guest RAM included) identity as normal
+// cacheable memory in their own tables; a physical address that does not fit the hypervisor's
+// pointer width (above 4 GiB on the Cortex-A15) is refused, never lent.
+unsafe impl GuestMemory for PagePool {
+    fn with_va(
+        &self,
+        pa: PhysAddr,
+        len: u64,
+        f: &mut dyn FnMut(usize, usize),
+    ) -> Result<(), GuestMemoryError> {
+        let end = pa.0.checked_add(len).ok_or(GuestMemoryError { pa })?;
+        match (usize::try_from(pa.0), usize::try_from(end)) {
+            (Ok(va), Ok(_)) => {
+                f(va, len as usize);
+                Ok(())
+            }
+            // The first address without a virtual address: `pa` itself, or the first one past
+            // the pointer width.
+            _ => Err(GuestMemoryError {
+                pa: PhysAddr(pa.0.max((usize::MAX as u64).saturating_add(1))),
+            }),
+        }
     }
 }

@@ -284,8 +284,11 @@ pub trait Platform {
         layout::free_ram()
     }
 
-    /// Guest register `n` (`n < NUM_REGS`).
+    /// Guest register `n`. Total: a number the vCPU has no register for (A64 register 31,
+    /// XZR/WZR, as an abort's SRT) reads as zero.
     fn reg(&self, n: usize) -> u64;
+    /// Sets guest register `n`; a number the vCPU has no register for is ignored (a load
+    /// into XZR is discarded).
     fn set_reg(&mut self, n: usize, value: u64);
     fn pc(&self) -> u64;
     fn set_pc(&mut self, pc: u64);

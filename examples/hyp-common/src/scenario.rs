@@ -227,7 +227,7 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
         run_vm(p, checks, &pool, &l, bits, vmid);
     }
     // The hyp tables stay: the MMU runs on them until the hypervisor exits.
-    core::mem::forget(hyp);
+    hyp.leak();
 }
 
 fn run_vm<P: Platform>(
@@ -267,6 +267,7 @@ fn run_vm<P: Platform>(
     let ro = SlotFlags {
         readonly: true,
         log_dirty: false,
+        ..SlotFlags::default()
     };
     let rw = SlotFlags::default();
     let slot = |ipa: u64, size: u64, host: u64, flags| SlotDesc {

@@ -68,13 +68,17 @@ impl Platform for A15 {
         unsafe { mmu::enable_hyp_mmu(regs) }
     }
 
+    /// A register the vCPU does not keep reads as zero (SRT names r0-r14 on a guest abort).
     fn reg(&self, n: usize) -> u64 {
-        self.vcpu.r[n].into()
+        self.vcpu.r.get(n).copied().map_or(0, u64::from)
     }
 
-    /// Registers are 32-bit: the upper half of `value` is dropped.
+    /// Registers are 32-bit: the upper half of `value` is dropped; a register the vCPU does
+    /// not keep is ignored.
     fn set_reg(&mut self, n: usize, value: u64) {
-        self.vcpu.r[n] = value as u32;
+        if let Some(r) = self.vcpu.r.get_mut(n) {
+            *r = value as u32;
+        }
     }
 
     fn pc(&self) -> u64 {

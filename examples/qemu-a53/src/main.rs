@@ -66,12 +66,16 @@ impl Platform for A53 {
         unsafe { mmu::enable_hyp_mmu(regs) }
     }
 
+    /// Register 31 of a load/store's transfer register (SRT) is XZR/WZR: it reads as zero
+    /// (`str wzr, [x0]` stores 0) and a load into it is discarded.
     fn reg(&self, n: usize) -> u64 {
-        self.vcpu.x[n]
+        self.vcpu.x.get(n).copied().unwrap_or(0)
     }
 
     fn set_reg(&mut self, n: usize, value: u64) {
-        self.vcpu.x[n] = value;
+        if let Some(x) = self.vcpu.x.get_mut(n) {
+            *x = value;
+        }
     }
 
     fn pc(&self) -> u64 {
