@@ -85,7 +85,10 @@ pub use addr::{
 };
 pub use attrs::{MemType, Perms, Stage1Attrs, Stage2Attrs};
 pub use format::{Entry, Format};
-pub use geometry::{entry_size, level_shift, Geometry, GeometryError, Limits, Stage};
+pub use geometry::{
+    checked_entry_size, checked_level_shift, entry_size, level_shift, Geometry, GeometryError,
+    Limits, Stage,
+};
 pub use machine::{Barrier, CacheOp, DescKind, Maintenance, PageAllocator, TlbOp, TraceEvent};
 pub use table::Entries;
 pub use tlb::{TlbBatch, TlbScope, TLB_BATCH_THRESHOLD};
