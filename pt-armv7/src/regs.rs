@@ -258,9 +258,23 @@ pub const HSCTLR_WXN: u32 = 1 << 19;
 pub const HSCTLR_EE: u32 = 1 << 25;
 /// HSCTLR.TE (bit 30): exceptions taken in Thumb state.
 pub const HSCTLR_TE: u32 = 1 << 30;
-/// HSCTLR bits that read as one and should be written as one (UNK/SBOP, "RAO") on ARMv7:
-/// 3, 4, 6, 11, 16, 18, 22, 23, 28, 29 (0x30C5_0858). Bit 5 is CP15BEN, a control bit, not
-/// one of them.
+/// HSCTLR bits that are reserved and must be written as one on ARMv7: 3, 4, 6, 11, 16, 18,
+/// 22, 23, 28, 29 (`0x30C5_0858`).
+///
+/// Source, bit by bit: ARMv7-A/R ARM (DDI 0406C.c) B4.1, "HSCTLR, Hyp System Control
+/// Register". Its fields are M (0), A (1), C (2), I (12), WXN (19), FI (21), EE (25) and
+/// TE (30); of the reserved bits, `[29:28]`, `[23:22]`, `[18]`, `[16]`, `[11]`, `[6]` and
+/// `[4:3]` are UNK/SBOP (write one) and `[31]`, `[27:26]`, `[24]`, `[20]`, `[17]`, `[15:13]`,
+/// `[10:7]` UNK/SBZP (write zero) — the same split as Xen's ARMv7 `HSCTLR_RES1` /
+/// `HSCTLR_RES0`. Bit 5 is the one bit sources classify differently: CP15BEN (a control) in
+/// the ARMv8 AArch32 HSCTLR (DDI 0487), a should-be-one bit in Xen's ARMv7 list. It is left
+/// out of this mask and set by [`hsctlr_mmu_on`] as [`HSCTLR_CP15BEN`], so the value written
+/// has it set under either reading.
+///
+/// Bit 6 is where the ARMv8 AArch32 view differs: DDI 0487 makes it RES0 (and bits 4:3 the
+/// LSMAOE/nTLSMD controls, RES1 without FEAT_LSMAOC). This crate programs an ARMv7 CPU
+/// (Cortex-A15), so bit 6 is set. `0x30C5_0818` (bits 3, 4, 11, 16, 18, 22, 23, 28, 29) is
+/// the ARMv8 AArch32 RES1 set and misses bit 6.
 pub const HSCTLR_RES1: u32 = (1 << 3)
     | (1 << 4)
     | (1 << 6)

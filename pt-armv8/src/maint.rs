@@ -106,6 +106,9 @@ mod insn {
         tlbi_vmalls12e1is => "tlbi vmalls12e1is";
         /// Invalidates every EL2 entry, inner shareable.
         tlbi_alle2is => "tlbi alle2is";
+        /// Invalidates every EL1&0 entry of every VMID (stage 1, stage 2 and combined), inner
+        /// shareable.
+        tlbi_alle1is => "tlbi alle1is";
         /// Waits for prior stores, inner shareable.
         dsb_ishst => "dsb ishst";
         /// Waits for prior accesses and maintenance, inner shareable.
@@ -280,6 +283,25 @@ fn with_vttbr(vttbr: u64, f: impl FnOnce()) {
     if switch {
         insn::msr_vttbr_el2(saved);
         insn::isb();
+    }
+}
+
+impl Maint {
+    /// Invalidates the TLB entries of every VM, whatever its VMID, and the instruction caches:
+    /// KVM's `__kvm_flush_vm_context` (arm64 `hyp/tlb.c`, 4.x), run once when the VMIDs roll over
+    /// and a new generation starts handing out VMIDs that older entries may still carry.
+    ///
+    /// The sequence is `DSB ISHST` (table writes made before the rollover complete before the
+    /// invalidation), `TLBI ALLE1IS` (every EL1&0 entry of every VMID, inner shareable),
+    /// `IC IALLUIS` (instruction caches to PoU, inner shareable: a VMID-tagged (VPIPT)
+    /// instruction cache may otherwise hit lines of a recycled VMID; cheap and rare anyway),
+    /// then `DSB ISH` (the invalidations complete). KVM issues no `ISB` here: the next guest
+    /// entry (`ERET`) is the context synchronisation.
+    pub fn flush_vm_context(&self) {
+        insn::dsb_ishst();
+        insn::tlbi_alle1is();
+        insn::ic_ialluis();
+        insn::dsb_ish();
     }
 }
 
@@ -603,6 +625,20 @@ mod tests {
                 insn("ic ialluis", 0),
                 insn("dsb ish", 0),
                 insn("isb", 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn flush_vm_context_is_dsb_ishst_tlbi_alle1is_ic_ialluis_dsb_ish() {
+        // KVM arm64 `__kvm_flush_vm_context`: dsb(ishst); tlbi alle1is; ic ialluis; dsb(ish).
+        assert_eq!(
+            run(|m| m.flush_vm_context()),
+            [
+                insn("dsb ishst", 0),
+                insn("tlbi alle1is", 0),
+                insn("ic ialluis", 0),
+                insn("dsb ish", 0),
             ]
         );
     }

@@ -21,13 +21,17 @@ pub trait Address: Copy + Eq + Ord + fmt::Debug {
     fn new(raw: u64) -> Self;
     /// The raw value.
     fn raw(self) -> u64;
-    /// True when the address is a multiple of `align` (a power of two).
+    /// True when the address is a multiple of `align`. An `align` that is not a power of two
+    /// (0 included) is no alignment, and nothing is aligned to it: `false`.
     fn is_aligned(self, align: u64) -> bool {
-        self.raw() & (align - 1) == 0
+        align.is_power_of_two() && self.raw() & (align - 1) == 0
     }
-    /// The address rounded down to a multiple of `align` (a power of two).
-    fn align_down(self, align: u64) -> Self {
-        Self::new(self.raw() & !(align - 1))
+    /// The address rounded down to a multiple of `align`, or `None` when `align` is not a
+    /// power of two (0 included).
+    fn align_down(self, align: u64) -> Option<Self> {
+        align
+            .is_power_of_two()
+            .then(|| Self::new(self.raw() & !(align - 1)))
     }
     /// The address plus `off`, or `None` on overflow.
     fn checked_add(self, off: u64) -> Option<Self> {
@@ -98,6 +102,11 @@ pub enum RangeError {
     },
     /// `start + size` does not fit in 64 bits.
     Wraps,
+    /// The alignment asked for is not a power of two (0 included).
+    BadAlignment {
+        /// The alignment that was asked for.
+        align: u64,
+    },
 }
 
 impl core::error::Error for RangeError {}
@@ -110,6 +119,9 @@ impl fmt::Display for RangeError {
                 write!(f, "{value:#x} is not aligned to {align:#x}")
             }
             RangeError::Wraps => f.write_str("range wraps past the end of the address space"),
+            RangeError::BadAlignment { align } => {
+                write!(f, "alignment {align:#x} is not a power of two")
+            }
         }
     }
 }
@@ -131,9 +143,11 @@ impl<A: Address> AddrRange<A> {
     }
 
     /// The range `[start, start + size)` with `start` and `size` multiples of `align`
-    /// (a power of two, at least a page).
+    /// (a power of two; [`RangeError::BadAlignment`] otherwise).
     pub fn with_align(start: A, size: u64, align: u64) -> Result<Self, RangeError> {
-        debug_assert!(align.is_power_of_two());
+        if !align.is_power_of_two() {
+            return Err(RangeError::BadAlignment { align });
+        }
         if size == 0 {
             return Err(RangeError::Empty);
         }
@@ -265,7 +279,10 @@ mod tests {
     fn alignment_helpers() {
         assert!(PhysAddr(0x4020_0000).is_aligned(BLOCK_2M));
         assert!(!PhysAddr(0x4020_1000).is_aligned(BLOCK_2M));
-        assert_eq!(Ipa(0x4020_1234).align_down(PAGE_SIZE), Ipa(0x4020_1000));
+        assert_eq!(
+            Ipa(0x4020_1234).align_down(PAGE_SIZE),
+            Some(Ipa(0x4020_1000))
+        );
         assert_eq!(Ipa(u64::MAX).checked_add(1), None);
     }
 }

@@ -77,9 +77,14 @@ pub trait Format: 'static {
 
     /// True when `oa` fits in the output-address bits of this format.
     fn oa_fits(oa: PhysAddr, size: u64) -> bool {
-        match oa.0.checked_add(size) {
-            Some(end) => end <= 1u64 << Self::MAX_OA_BITS,
-            None => false,
+        match (
+            oa.0.checked_add(size),
+            1u64.checked_shl(u32::from(Self::MAX_OA_BITS)),
+        ) {
+            (Some(end), Some(limit)) => end <= limit,
+            // A 64-bit (or wider) output size holds every end that does not wrap.
+            (Some(_), None) => true,
+            (None, _) => false,
         }
     }
 }

@@ -78,6 +78,17 @@ pub enum GeometryError {
         /// The largest allowed size.
         max: u8,
     },
+    /// The [`Limits`] admit the size, but no tree of 4 KiB tables has that shape: the size
+    /// needs a start level above the last level (12 bits or fewer), a start level below
+    /// `min_level` (or `min_level` is past [`LAST_LEVEL`]), or a root of more than 16
+    /// concatenated tables. Only hand-made limits get here; the `Limits` constants of the
+    /// supported architectures never do.
+    NoTreeShape {
+        /// The requested size.
+        bits: u8,
+        /// The lowest-numbered start level the limits allow.
+        min_level: u8,
+    },
 }
 
 impl core::error::Error for GeometryError {}
@@ -91,6 +102,11 @@ impl fmt::Display for GeometryError {
                     "{bits}-bit input addresses unsupported (allowed {min}..={max})"
                 )
             }
+            GeometryError::NoTreeShape { bits, min_level } => write!(
+                f,
+                "no tree of 4 KiB tables starting at level {min_level} or below resolves \
+                 {bits}-bit input addresses"
+            ),
         }
     }
 }
@@ -101,6 +117,8 @@ pub const ENTRIES_PER_TABLE: usize = 512;
 pub const MAX_CONCATENATED: usize = 16;
 /// Deepest (leaf-only) level.
 pub const LAST_LEVEL: u8 = 3;
+/// Input-address bits a page resolves (the 4 KiB page offset).
+const PAGE_BITS: u32 = 12;
 
 /// The shape of one tree: input size, start level and root size.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,20 +128,57 @@ pub struct Geometry {
     root_entries: u32,
 }
 
-/// Bits of input address resolved below an entry of `level` (its size is `1 << shift`).
+/// Bits of input address resolved below an entry of `level` (its size is `1 << shift`):
+/// 39, 30, 21 and 12 for levels 0 to 3.
+///
+/// Total: a level past [`LAST_LEVEL`] (which does not exist) is taken as [`LAST_LEVEL`], so
+/// the result is always a valid shift and never panics. Use [`checked_level_shift`] to tell
+/// such a level apart.
 #[inline]
 pub const fn level_shift(level: u8) -> u32 {
+    let level = if level > LAST_LEVEL {
+        LAST_LEVEL
+    } else {
+        level
+    };
     12 + 9 * (LAST_LEVEL - level) as u32
 }
 
-/// Bytes covered by one entry of `level`.
+/// Bytes covered by one entry of `level`: 512 GiB, 1 GiB, 2 MiB and 4 KiB for levels 0 to 3.
+///
+/// Total like [`level_shift`]: a level past [`LAST_LEVEL`] is taken as [`LAST_LEVEL`] (one
+/// page). Use [`checked_entry_size`] to tell such a level apart.
 #[inline]
 pub const fn entry_size(level: u8) -> u64 {
     1u64 << level_shift(level)
 }
 
+/// [`level_shift`] of `level`, or `None` when `level` is past [`LAST_LEVEL`].
+#[inline]
+pub const fn checked_level_shift(level: u8) -> Option<u32> {
+    if level > LAST_LEVEL {
+        None
+    } else {
+        Some(level_shift(level))
+    }
+}
+
+/// [`entry_size`] of `level`, or `None` when `level` is past [`LAST_LEVEL`].
+#[inline]
+pub const fn checked_entry_size(level: u8) -> Option<u64> {
+    if level > LAST_LEVEL {
+        None
+    } else {
+        Some(entry_size(level))
+    }
+}
+
 impl Geometry {
     /// Derives the geometry for `ia_bits`-bit input addresses under `limits`.
+    ///
+    /// Total for every `limits` and `ia_bits`: a size outside `limits` is
+    /// [`GeometryError::UnsupportedInputSize`]; a size the limits admit but no tree can
+    /// resolve (possible only with hand-made limits) is [`GeometryError::NoTreeShape`].
     pub fn new(limits: Limits, ia_bits: u8) -> Result<Self, GeometryError> {
         if ia_bits < limits.min_ia_bits || ia_bits > limits.max_ia_bits {
             return Err(GeometryError::UnsupportedInputSize {
@@ -132,31 +187,43 @@ impl Geometry {
                 max: limits.max_ia_bits,
             });
         }
-        let levels = (ia_bits as u32 - 12).div_ceil(9) as u8;
-        let mut start_level = 4 - levels;
-        let level0_entries = 1u64 << (ia_bits as u32).saturating_sub(level_shift(0));
+        let no_shape = GeometryError::NoTreeShape {
+            bits: ia_bits,
+            min_level: limits.min_level,
+        };
+        if limits.min_level > LAST_LEVEL {
+            return Err(no_shape);
+        }
+        // Levels a stage-1 walk of this size takes: at least one (more than the 12 page-offset
+        // bits), at most four (48 bits).
+        let levels = match (ia_bits as u32).checked_sub(PAGE_BITS) {
+            Some(walked @ 1..) => walked.div_ceil(9),
+            _ => return Err(no_shape),
+        };
+        if levels > LAST_LEVEL as u32 + 1 {
+            return Err(no_shape);
+        }
+        let mut start_level = (LAST_LEVEL as u32 + 1 - levels) as u8;
         let concatenate = limits.stage == Stage::Stage2
             && start_level == 0
-            && level0_entries <= MAX_CONCATENATED as u64;
+            && ia_bits as u32 - level_shift(0) <= MAX_CONCATENATED.ilog2();
         if concatenate || start_level < limits.min_level {
             start_level += 1;
         }
-        // The limits of every supported architecture keep the root within 16 tables; a caller
-        // passing home-made limits that break this gets the same typed error.
-        let root_entries = 1u64 << (ia_bits as u32 - level_shift(start_level));
-        if start_level < limits.min_level
-            || root_entries > (MAX_CONCATENATED * ENTRIES_PER_TABLE) as u64
-        {
-            return Err(GeometryError::UnsupportedInputSize {
-                bits: ia_bits,
-                min: limits.min_ia_bits,
-                max: limits.max_ia_bits,
-            });
+        // The limits of every supported architecture keep the start level at or above their
+        // own and the root within 16 tables; home-made limits that break this get a typed
+        // error.
+        if start_level < limits.min_level {
+            return Err(no_shape);
         }
+        let root_bits = match (ia_bits as u32).checked_sub(level_shift(start_level)) {
+            Some(bits) if bits <= (MAX_CONCATENATED * ENTRIES_PER_TABLE).ilog2() => bits,
+            _ => return Err(no_shape),
+        };
         Ok(Self {
             ia_bits,
             start_level,
-            root_entries: root_entries as u32,
+            root_entries: 1u32 << root_bits,
         })
     }
 
@@ -212,7 +279,8 @@ impl Geometry {
         }
     }
 
-    /// Index of the entry for input address `ia` in its table at `level`.
+    /// Index of the entry for input address `ia` in its table at `level` (a level past
+    /// [`LAST_LEVEL`] is taken as [`LAST_LEVEL`], as in [`level_shift`]).
     #[inline]
     pub fn index(&self, level: u8, ia: u64) -> usize {
         ((ia >> level_shift(level)) as usize) & (self.entries_at(level) - 1)

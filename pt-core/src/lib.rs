@@ -86,7 +86,10 @@ pub use addr::{
 };
 pub use attrs::{MemType, Perms, Stage1Attrs, Stage2Attrs};
 pub use format::{Entry, Format};
-pub use geometry::{entry_size, level_shift, Geometry, GeometryError, Limits, Stage};
+pub use geometry::{
+    checked_entry_size, checked_level_shift, entry_size, level_shift, Geometry, GeometryError,
+    Limits, Stage,
+};
 pub use machine::{
     guest_dcache, Barrier, CacheOp, DescKind, GuestMemory, GuestMemoryError, Maintenance,
     PageAllocator, TlbOp, TraceEvent,

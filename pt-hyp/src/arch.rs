@@ -43,6 +43,18 @@ pub trait Arch: 'static {
     fn vttbr(root: PhysAddr, geom: &Geometry, vmid: u16) -> Result<u64, RegisterError>;
     /// VTCR value for `geom` with `pa_bits` output addresses.
     fn vtcr(geom: &Geometry, pa_bits: u8) -> Result<u64, RegisterError>;
+
+    /// Invalidates the TLB entries of every VM, whatever its VMID, and the instruction caches
+    /// (KVM's `__kvm_flush_vm_context`). **Call it when VMIDs roll over**: before a VMID
+    /// freed by one VM (or left over from an earlier generation) is given to another, so that
+    /// no TLB entry or VMID-tagged I-cache line of the old owner survives. Run it from the
+    /// hypervisor (HYP mode / EL2) on one CPU; the invalidations are broadcast to the inner
+    /// shareable domain.
+    ///
+    /// ARMv7: `TLBIALLNSNHIS`, `ICIALLUIS`, `DSB ISH`
+    /// ([`pt_armv7::Maint::flush_vm_context`]). ARMv8: `DSB ISHST`, `TLBI ALLE1IS`,
+    /// `IC IALLUIS`, `DSB ISH` ([`pt_armv8::Maint::flush_vm_context`]).
+    fn flush_vm_context(maint: &Self::Maint);
 }
 
 /// ARMv7-A with LPAE and the Virtualization Extensions (Cortex-A15 in HYP mode).
@@ -70,6 +82,10 @@ impl Arch for Armv7 {
             .map(u64::from)
             .map_err(RegisterError::Armv7)
     }
+
+    fn flush_vm_context(maint: &pt_armv7::Maint) {
+        maint.flush_vm_context();
+    }
 }
 
 impl Arch for Armv8 {
@@ -85,5 +101,9 @@ impl Arch for Armv8 {
 
     fn vtcr(geom: &Geometry, pa_bits: u8) -> Result<u64, RegisterError> {
         pt_armv8::regs::vtcr_el2(geom, pa_bits).map_err(RegisterError::Armv8)
+    }
+
+    fn flush_vm_context(maint: &pt_armv8::Maint) {
+        maint.flush_vm_context();
     }
 }

@@ -1,16 +1,44 @@
 //! The top-up page cache of the fault path (KVM's `kvm_mmu_memory_cache`).
 
 use arrayvec::ArrayVec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use pt_core::ops::TableSource;
 use pt_core::{PageAllocator, PhysAddr};
 
 /// Pages a single fault can consume: one table per level below the root (3 with a 4-level
-/// tree) plus one for splitting a block.
+/// tree) plus one for splitting a block. [`Stage2::fault_pages`](crate::Stage2::fault_pages)
+/// never exceeds it, and a [`PageCache`] must hold at least this many.
 pub const FAULT_PAGES: usize = 4;
+
+/// Pages dropped inside a [`PageCache`] since start-up (see [`leaked_pages`]).
+static LEAKED: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of pages that were still in a [`PageCache`] when it was dropped, summed over
+/// every cache since start-up.
+///
+/// A cache does not own its allocator, so dropping a non-empty one cannot give its pages back:
+/// they are lost to the allocator. Rather than losing them silently (or panicking in a
+/// hypervisor), the drop adds them to this counter. It stays 0 as long as every cache is
+/// emptied with [`PageCache::release`] before it goes away; check it where a leak would
+/// matter (at VM teardown, in tests).
+pub fn leaked_pages() -> usize {
+    LEAKED.load(Ordering::Relaxed)
+}
 
 /// A fixed-capacity stack of zeroed pages, filled from the allocator *before* taking the lock
 /// that protects a VM's stage-2 tables; the map operations of the fault path then take tables
 /// only from it, so they never call the allocator and cannot fail half-way.
+///
+/// The capacity `N` must be at least [`FAULT_PAGES`], checked when the program is compiled:
+///
+/// ```compile_fail
+/// // Too small to ever hold the pages one fault may need: rejected at build time.
+/// let cache = pt_hyp::PageCache::<3>::new();
+/// ```
+///
+/// The cache holds no allocator: give its pages back with [`release`](Self::release) before
+/// dropping it. A cache dropped with pages in it leaks them, and the leak is counted in
+/// [`leaked_pages`].
 pub struct PageCache<const N: usize = 8> {
     pages: ArrayVec<PhysAddr, N>,
 }
@@ -22,11 +50,22 @@ impl<const N: usize> Default for PageCache<N> {
 }
 
 impl<const N: usize> PageCache<N> {
-    /// An empty cache.
+    /// An empty cache. Does not compile when `N` is below [`FAULT_PAGES`].
     pub const fn new() -> Self {
+        const {
+            assert!(
+                N >= FAULT_PAGES,
+                "a PageCache must hold at least FAULT_PAGES pages"
+            )
+        };
         Self {
             pages: ArrayVec::new_const(),
         }
+    }
+
+    /// The most pages the cache can hold (`N`).
+    pub const fn capacity(&self) -> usize {
+        N
     }
 
     /// Pages held.
@@ -39,21 +78,39 @@ impl<const N: usize> PageCache<N> {
         self.pages.is_empty()
     }
 
-    /// Fills the cache up to `min.min(N)` pages (`mmu_topup_memory_cache`). On allocator
-    /// exhaustion the pages obtained so far stay in the cache and
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) is returned.
+    /// Fills the cache up to `min` pages (`mmu_topup_memory_cache`); a cache already holding
+    /// `min` pages is left as it is.
+    ///
+    /// A `min` above the capacity is [`Error::CacheTooSmall`](crate::Error::CacheTooSmall)
+    /// and allocates nothing: the cache could never satisfy it, and "top up and call again"
+    /// would loop for ever. On allocator exhaustion the pages obtained so far stay in the cache
+    /// and [`Error::OutOfMemory`](crate::Error::OutOfMemory) is returned.
     pub fn top_up<P: PageAllocator>(&mut self, alloc: &P, min: usize) -> Result<(), crate::Error> {
-        while self.pages.len() < min.min(N) {
+        if min > N {
+            return Err(crate::Error::CacheTooSmall { min, capacity: N });
+        }
+        while self.pages.len() < min {
             let pa = alloc.alloc_zeroed().ok_or(crate::Error::OutOfMemory)?;
             self.pages.push(pa);
         }
         Ok(())
     }
 
-    /// Gives every page back to the allocator (`mmu_free_memory_cache`).
+    /// Gives every page back to the allocator (`mmu_free_memory_cache`). Call it before the
+    /// cache is dropped.
     pub fn release<P: PageAllocator>(&mut self, alloc: &P) {
         for pa in self.pages.drain(..) {
             alloc.free(pa, 1);
+        }
+    }
+}
+
+impl<const N: usize> Drop for PageCache<N> {
+    /// Counts the pages still held in [`leaked_pages`]: without an allocator they cannot be
+    /// freed here.
+    fn drop(&mut self) {
+        if !self.pages.is_empty() {
+            LEAKED.fetch_add(self.pages.len(), Ordering::Relaxed);
         }
     }
 }

@@ -59,6 +59,14 @@ pub enum Error {
         /// Pages held.
         available: usize,
     },
+    /// A [`PageCache`](crate::PageCache) was asked to hold more pages than its capacity
+    /// (`PageCache::top_up` with a minimum above `N`).
+    CacheTooSmall {
+        /// Pages asked for.
+        min: usize,
+        /// The cache's capacity.
+        capacity: usize,
+    },
     /// A memslot would overlap an existing one (in IPA space).
     SlotOverlap {
         /// The existing slot.

@@ -44,9 +44,10 @@ pub struct Memslot {
 }
 
 impl Memslot {
-    /// First IPA past the slot.
+    /// First IPA past the slot (saturating at `u64::MAX`: a registered slot never wraps, but a
+    /// copy whose `desc` was changed may).
     pub fn end(&self) -> u64 {
-        self.desc.ipa.0 + self.desc.size
+        self.desc.ipa.0.saturating_add(self.desc.size)
     }
 
     /// True when `ipa` is inside the slot.
@@ -59,14 +60,41 @@ impl Memslot {
         self.desc.size >> PAGE_SHIFT
     }
 
-    /// Host physical address backing `ipa` (which must be inside the slot).
-    pub fn host_of(&self, ipa: Ipa) -> PhysAddr {
-        PhysAddr(self.desc.host.0 + (ipa.0 - self.desc.ipa.0))
+    /// Host physical address backing `ipa`, or `None` when `ipa` is outside the slot (or the
+    /// host address would not fit in 64 bits).
+    pub fn host_addr(&self, ipa: Ipa) -> Option<PhysAddr> {
+        if !self.contains(ipa) {
+            return None;
+        }
+        self.desc
+            .host
+            .0
+            .checked_add(ipa.0 - self.desc.ipa.0)
+            .map(PhysAddr)
     }
 
-    /// Page index of `ipa` inside the slot (the gfn offset).
-    pub fn page_index(&self, ipa: Ipa) -> u64 {
-        (ipa.0 - self.desc.ipa.0) >> PAGE_SHIFT
+    /// Page index of `ipa` inside the slot (the gfn offset, `gfn - base_gfn`), or `None` when
+    /// `ipa` is outside the slot.
+    pub fn gfn_offset(&self, ipa: Ipa) -> Option<u64> {
+        self.contains(ipa)
+            .then(|| (ipa.0 - self.desc.ipa.0) >> PAGE_SHIFT)
+    }
+
+    /// [`host_addr`](Self::host_addr) for a caller inside pt-hyp that found `ipa` in this
+    /// registered slot (no check on the hot path; wrapping, never panicking, if misused).
+    pub(crate) fn host_of(&self, ipa: Ipa) -> PhysAddr {
+        PhysAddr(
+            self.desc
+                .host
+                .0
+                .wrapping_add(ipa.0.wrapping_sub(self.desc.ipa.0)),
+        )
+    }
+
+    /// [`gfn_offset`](Self::gfn_offset) for a caller inside pt-hyp that found `ipa` in this
+    /// registered slot (no check on the hot path; wrapping, never panicking, if misused).
+    pub(crate) fn page_index(&self, ipa: Ipa) -> u64 {
+        ipa.0.wrapping_sub(self.desc.ipa.0) >> PAGE_SHIFT
     }
 
     /// True when dirty logging is on.

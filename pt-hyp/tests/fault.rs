@@ -983,7 +983,7 @@ fn check_post<A: TestArch>(s2: &Stage2<A, &Arena>, p: &Post, name: &str) {
         Post::Unmapped(ipa) => assert_eq!(s2.translate(Ipa(ipa)), None, "{name}"),
         Post::Dirty(slot, ipa, dirty) => {
             let s = s2.slot(slot).unwrap();
-            let idx = s.page_index(Ipa(ipa));
+            let idx = s.gfn_offset(Ipa(ipa)).unwrap();
             assert_eq!(s2.is_dirty(slot, idx).unwrap(), dirty, "{name}");
         }
         Post::Aged(ipa) => assert!(s2.test_age(Ipa(ipa)), "{name}"),

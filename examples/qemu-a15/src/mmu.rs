@@ -10,18 +10,17 @@ pub struct HypMmuRegs {
     pub htcr: u32,
     /// 64-bit, written with MCRR.
     pub httbr: u64,
-    /// Bits OR-ed into HSCTLR (normally M | C | I).
+    /// The whole HSCTLR value to write: pt-armv7's `hsctlr_mmu_on()` (its RES1 bits,
+    /// CP15BEN, I, C, M), nothing added here.
     pub hsctlr_set: u32,
 }
 
 pub const SCTLR_M: u32 = 1 << 0;
 pub const SCTLR_C: u32 = 1 << 2;
 pub const SCTLR_I: u32 = 1 << 12;
-/// HSCTLR RES1 bits (3, 4, 11, 16, 18, 22, 23, 28, 29); always set as well.
-pub const HSCTLR_RES1: u32 = 0x30c5_0818;
 
 /// Invalidates HYP TLBs and the I-cache, programs HMAIR0/1, HTCR, HTTBR and
-/// sets the requested HSCTLR bits (plus its RES1 bits).
+/// writes HSCTLR with the crate's value.
 ///
 /// # Safety
 /// The tables must map the running code, stack, data and the UART at their
@@ -41,9 +40,7 @@ pub unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
             "mcr p15, 4, {htcr}, c2, c0, 2",   // HTCR
             "mcrr p15, 4, {lo}, {hi}, c2",     // HTTBR
             "isb",
-            "mrc p15, 4, {tmp}, c1, c0, 0", // HSCTLR
-            "orr {tmp}, {tmp}, {set}",
-            "mcr p15, 4, {tmp}, c1, c0, 0",
+            "mcr p15, 4, {set}, c1, c0, 0", // HSCTLR
             "isb",
             zero = in(reg) 0u32,
             mair0 = in(reg) regs.hmair0,
@@ -51,8 +48,7 @@ pub unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
             htcr = in(reg) regs.htcr,
             lo = in(reg) regs.httbr as u32,
             hi = in(reg) (regs.httbr >> 32) as u32,
-            set = in(reg) regs.hsctlr_set | HSCTLR_RES1,
-            tmp = out(reg) _,
+            set = in(reg) regs.hsctlr_set,
             options(nostack),
         );
     }

@@ -249,24 +249,30 @@ fn httbr_is_the_page_aligned_40_bit_root() {
 }
 
 #[test]
-fn hsctlr_res1_bits_from_the_armv7_arm() {
-    let expect = (1 << 3)
-        | (1 << 4)
-        | (1 << 6)
-        | (1 << 11)
-        | (1 << 16)
-        | (1 << 18)
-        | (1 << 22)
-        | (1 << 23)
-        | (1 << 28)
-        | (1 << 29);
-    assert_eq!(HSCTLR_RES1, expect);
+fn hsctlr_res1_bits_are_the_unk_sbop_bits_of_ddi_0406c() {
+    // DDI 0406C.c, HSCTLR: every bit, high to low. 'c' = a control field, '1' = UNK/SBOP,
+    // '0' = UNK/SBZP. Bit 5 (CP15BEN) is counted as a control here (see HSCTLR_RES1).
+    #[rustfmt::skip]
+    let layout: [(u32, char); 32] = [
+        (31, '0'), (30, 'c'), (29, '1'), (28, '1'), (27, '0'), (26, '0'), (25, 'c'), (24, '0'),
+        (23, '1'), (22, '1'), (21, 'c'), (20, '0'), (19, 'c'), (18, '1'), (17, '0'), (16, '1'),
+        (15, '0'), (14, '0'), (13, '0'), (12, 'c'), (11, '1'), (10, '0'), (9, '0'), (8, '0'),
+        (7, '0'), (6, '1'), (5, 'c'), (4, '1'), (3, '1'), (2, 'c'), (1, 'c'), (0, 'c'),
+    ];
+    let sbop = layout
+        .iter()
+        .filter(|&&(_, k)| k == '1')
+        .fold(0u32, |m, &(bit, _)| m | 1 << bit);
+    assert_eq!(HSCTLR_RES1, sbop);
     assert_eq!(HSCTLR_RES1, 0x30c5_0858);
     assert_eq!(
         HSCTLR_RES1 & HSCTLR_CP15BEN,
         0,
         "bit 5 is CP15BEN, a control bit"
     );
+    // The example used to write 0x30c5_0818, the ARMv8 AArch32 RES1 set: bit 6 is the
+    // difference, and ARMv7 requires it.
+    assert_eq!(HSCTLR_RES1 ^ 0x30c5_0818, 1 << 6);
 }
 
 #[test]

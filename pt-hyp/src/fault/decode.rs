@@ -203,9 +203,11 @@ impl GuestAbort {
         self.s1ptw || !matches!(self.status, FaultStatus::Permission { .. })
     }
 
-    /// Access size in bytes (1, 2, 4 or 8), meaningful when `isv` is set.
+    /// Access size in bytes (1, 2, 4 or 8), meaningful when `isv` is set. SAS is a 2-bit
+    /// field: only the two low bits of [`sas`](Self::sas) count (the decoders never set
+    /// more), so every value gives one of the four sizes.
     pub const fn access_size(&self) -> u8 {
-        1 << self.sas
+        1 << (self.sas & 0b11)
     }
 
     /// This abort with [`guest_caches_on`](Self::guest_caches_on) taken from the guest's

@@ -55,9 +55,12 @@ impl MmioAccess {
     /// The register value a load of `data` produces (`kvm_handle_mmio_return`): `data`
     /// truncated to the access size, sign-extended when SSE is set and the access is narrower
     /// than 64 bits, then truncated to 32 bits unless SF says the register is 64 bits wide.
+    ///
+    /// Total for every `size` a caller can put in: 0 bytes load 0 (nothing to extend), sizes
+    /// of 8 bytes and more load all of `data`.
     pub fn load_result(&self, data: u64) -> u64 {
         let mut v = data & self.size_mask();
-        if self.sign_extend && self.size < 8 {
+        if self.sign_extend && (1..8).contains(&self.size) {
             let m = 1u64 << (u32::from(self.size) * 8 - 1);
             v = (v ^ m).wrapping_sub(m);
         }
@@ -68,7 +71,8 @@ impl MmioAccess {
     }
 
     /// The bytes a store of register value `reg_value` writes, as a value of `size` bytes
-    /// (`io_mem_abort`'s `vcpu_data_guest_to_host`, little-endian).
+    /// (`io_mem_abort`'s `vcpu_data_guest_to_host`, little-endian): 0 for a size of 0, all
+    /// of `reg_value` for 8 and more.
     pub fn store_value(&self, reg_value: u64) -> u64 {
         reg_value & self.size_mask()
     }
