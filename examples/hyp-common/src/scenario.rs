@@ -10,8 +10,9 @@ use pt_hyp::hyp::{HypConfig, HypTables};
 use pt_hyp::{Ipa, PageCache, Perms, PhysAddr, SlotDesc, SlotFlags, Stage1Attrs, Stage2, VirtAddr};
 
 const MIB: u64 = 1 << 20;
-/// RAM of QEMU `virt` as the examples use it.
-const RAM: (u64, u64) = (0x4000_0000, 0x4800_0000);
+/// RAM of QEMU `virt` as the examples use it (`-m 1G`): the image and its pools, and the
+/// host memory behind the Linux guest's two VMs (see [`crate::linux`]).
+const RAM: (u64, u64) = (0x4000_0000, 0x8000_0000);
 const UART: u64 = 0x0900_0000;
 /// IPA of the emulated device (a hole: no memslot).
 const DEVICE_IPA: u64 = 0x0a00_0000;

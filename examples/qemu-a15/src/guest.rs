@@ -10,6 +10,10 @@ pub struct VcpuRegs {
     /// r0..r12 (saved by the assembly: must be the first field), then
     /// r13 = SP_svc and r14 = LR_svc (banked, saved in Rust).
     pub r: [u32; 15],
+    /// LR_usr: HYP mode has no LR of its own and uses the User-mode one, so the world switch
+    /// saves and restores it (offset 60, used by the assembly) or the hypervisor's calls
+    /// would clobber it under a guest trapped in User mode.
+    pub lr_usr: u32,
     /// Guest pc (ELR_hyp).
     pub pc: u32,
     /// SPSR_hyp to enter with (guest CPSR); updated at each exit.
@@ -20,7 +24,12 @@ pub struct VcpuRegs {
     pub stage2: bool,
     pub vttbr: u64,
     pub vtcr: u32,
+    /// HCR to enter with (HCR.VM comes from `stage2`).
+    pub hcr: u32,
 }
+
+// The world switch's assembly (`boot.rs`) addresses `r` at offset 0 and `lr_usr` at 60.
+const _: () = assert!(core::mem::offset_of!(VcpuRegs, lr_usr) == 60);
 
 /// SVC mode, A, I, F masked, ARM state, little endian.
 pub const CPSR_SVC_MASKED: u32 = 0x1d3;
@@ -35,27 +44,103 @@ const HCR_AMO: u32 = 1 << 5;
 const HCR_TWI: u32 = 1 << 13;
 const HCR_TWE: u32 = 1 << 14;
 const HCR_TSC: u32 = 1 << 19;
+const HCR_TSW: u32 = 1 << 22;
+/// HCR.TVM: trap writes to the PL1 virtual-memory control registers.
+pub const HCR_TVM: u32 = 1 << 26;
 /// SMC, WFI, WFE trap; physical interrupts to HYP.
 const HCR_BASE: u32 = HCR_TSC | HCR_TWI | HCR_TWE | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+/// The Linux guest: SMC (PSCI), WFI and set/way trap; IMO, FMO, AMO clear, so interrupts
+/// and asynchronous aborts go straight to the guest; SWIO (set/way invalidate as clean+inv).
+pub const HCR_LINUX: u32 = HCR_TSC | HCR_TWI | HCR_TSW | HCR_SWIO;
+/// CNTHCTL: PL1PCTEN | PL1PCEN, the physical counter and timer not trapped.
+const CNTHCTL_PL1_ACCESS: u32 = 0b11;
+/// HCPTR: no coprocessor traps (TCP10/TCP11 clear: the guest's VFP/NEON is its own; the
+/// hypervisor is built soft-float and never touches them); RES1 bits set.
+const HCPTR_NO_TRAPS: u32 = 0x33ff;
 
 impl VcpuRegs {
     pub const fn new(pc: u32) -> Self {
         Self {
             r: [0; 15],
+            lr_usr: 0,
             pc,
             cpsr: CPSR_SVC_MASKED,
             sctlr: SCTLR_MMU_OFF,
             stage2: false,
             vttbr: 0,
             vtcr: 0,
+            hcr: HCR_BASE,
         }
     }
+
+    /// The ARM Linux boot protocol (Documentation/arm/booting.rst) for a zImage: r0 = 0,
+    /// r1 = ~0 (no machine number: the device tree decides), r2 = device tree; SVC mode with
+    /// IRQ and FIQ masked, MMU and data cache off; plus the Linux HCR.
+    pub fn boot_linux(&mut self, kernel: u32, dtb: u32) {
+        self.r = [0; 15];
+        self.r[1] = !0;
+        self.r[2] = dtb;
+        self.pc = kernel;
+        self.cpsr = CPSR_SVC_MASKED;
+        self.sctlr = SCTLR_MMU_OFF;
+        self.hcr = HCR_LINUX;
+    }
+}
+
+/// HYP controls of the Linux guest: the generic timer direct (CNTHCTL, CNTVOFF = 0), the
+/// identification the guest reads (VPIDR = MIDR, VMPIDR = MPIDR), no coprocessor traps.
+pub fn setup_linux_hyp() {
+    // SAFETY: HYP configuration registers of the guest context only.
+    unsafe {
+        asm!(
+            ".arch_extension virt",
+            "mcr p15, 4, {cnthctl}, c14, c1, 0", // CNTHCTL
+            "mcrr p15, 4, {zero}, {zero}, c14",  // CNTVOFF
+            "mrc p15, 0, {t}, c0, c0, 0",        // MIDR
+            "mcr p15, 4, {t}, c0, c0, 0",        // VPIDR
+            "mrc p15, 0, {t}, c0, c0, 5",        // MPIDR
+            "mcr p15, 4, {t}, c0, c0, 5",        // VMPIDR
+            "mcr p15, 4, {hcptr}, c1, c1, 2",    // HCPTR
+            "isb",
+            cnthctl = in(reg) CNTHCTL_PL1_ACCESS,
+            zero = in(reg) 0u32,
+            hcptr = in(reg) HCPTR_NO_TRAPS,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// The physical MPIDR (what VMPIDR gives the guest).
+pub fn mpidr() -> u32 {
+    let v;
+    // SAFETY: reading MPIDR has no side effects.
+    unsafe { asm!("mrc p15, 0, {}, c0, c0, 5", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// CNTPCT and CNTFRQ.
+pub fn counter() -> (u64, u64) {
+    let (lo, hi, f): (u32, u32, u32);
+    // SAFETY: reading the generic counter has no side effects.
+    unsafe {
+        asm!(
+            "isb",
+            "mrrc p15, 0, {lo}, {hi}, c14",
+            "mrc p15, 0, {f}, c14, c0, 0",
+            lo = out(reg) lo,
+            hi = out(reg) hi,
+            f = out(reg) f,
+            options(nomem, nostack),
+        )
+    };
+    (u64::from(hi) << 32 | u64::from(lo), f.into())
 }
 
 /// Runs the guest until its next exit; all guest registers are in `vcpu`
 /// afterwards, the syndrome in the returned value.
 pub fn run_guest(vcpu: &mut VcpuRegs) -> GuestExit {
-    let hcr = HCR_BASE | if vcpu.stage2 { HCR_VM } else { 0 };
+    let hcr = (vcpu.hcr & !HCR_VM) | if vcpu.stage2 { HCR_VM } else { 0 };
     let vector;
     // SAFETY: HYP-mode CP15 and banked-register writes that configure the
     // guest context; `__guest_enter` saves/restores all host callee-saved
