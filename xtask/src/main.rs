@@ -494,7 +494,9 @@ fn run_qemu(cmd: &mut Command, prefix: &str, timeout: Duration, mark: &str) -> R
 }
 
 fn run_image(image: &Image, parts: &guest::GuestParts) -> Result<RunReport> {
-    // The baseline: the same kernel and initramfs straight in QEMU, guest at EL1 / SVC.
+    // The baseline: the same kernel, initramfs and device tree straight in QEMU, the kernel
+    // at EL1 / in SVC mode as under the hypervisor (QEMU puts its own initrd range and
+    // bootargs into /chosen; without `testdev=` the guest's /init just powers off).
     println!(
         "==== {}: {} straight in QEMU (boot-time baseline) ====",
         image.cpu,
@@ -514,6 +516,8 @@ fn run_image(image: &Image, parts: &guest::GuestParts) -> Result<RunReport> {
         .arg(&parts.kernel)
         .arg("-initrd")
         .arg(&parts.initrd)
+        .arg("-dtb")
+        .arg(&parts.dtb)
         .args(["-append", guest::BOOTARGS]);
     let base = run_qemu(
         &mut straight,

@@ -262,7 +262,7 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
         }
         // Pre-copy rounds from WFI and fault exits, spaced by the generic counter.
         if periodic && mig.due(P::counter()) {
-            match migration_step(p, &mut vm, &pool, &mut mig) {
+            match migration_step::<P>(&mut vm, &pool, &mut mig) {
                 Ok(Some(new_vm)) => {
                     // Switch the vCPU to VM B, then tear VM A down.
                     let mut old = core::mem::replace(&mut vm, new_vm);
@@ -460,21 +460,20 @@ fn handle_abort<P: Platform>(
 /// A due pre-copy round; after the last one the stop-and-copy, the comparison, and VM B
 /// built and returned for the switch.
 fn migration_step<'a, P: Platform>(
-    p: &mut P,
     vm: &mut LinuxVm<'a, P::Arch>,
     pool: &'a PagePool,
     mig: &mut Migration,
 ) -> Result<Option<LinuxVm<'a, P::Arch>>, &'static str> {
     let say = |args: core::fmt::Arguments<'_>| crate::println_p::<P>(args);
-    let _ = p;
-    let n = mig
-        .round(&mut vm.s2, vm.ram, vm.host, HOST_RAM_B, P::counter)
-        .map_err(|_| "dirty log")?;
-    say(format_args!(
-        "linux: pre-copy round {}: {n} dirty pages",
-        mig.n_rounds - 1
-    ));
-    if !mig.converged(n, P::counter()) {
+    if !mig.stop_due {
+        let n = mig
+            .round(&mut vm.s2, vm.ram, vm.host, HOST_RAM_B, P::counter)
+            .map_err(|_| "dirty log")?;
+        say(format_args!(
+            "linux: pre-copy round {}: {n} dirty pages",
+            mig.n_rounds - 1
+        ));
+        mig.converged(n, P::counter());
         return Ok(None);
     }
     let pages = RAM_SIZE / 4096;

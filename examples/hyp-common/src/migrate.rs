@@ -11,7 +11,7 @@ const PAGE: u64 = 4096;
 /// Pages of the largest RAM slot this migrates (256 MiB).
 pub const MAX_PAGES: usize = 65536;
 /// Pre-copy rounds at most before the stop-and-copy.
-pub const MAX_ROUNDS: usize = 24;
+pub const MAX_ROUNDS: usize = 12;
 /// Pre-copy rounds at least (so that dirty logging is exercised under a live workload).
 pub const MIN_ROUNDS: usize = 3;
 /// Pre-copy lasts at least this long (milliseconds of the generic counter), so the guest's
@@ -43,6 +43,9 @@ pub struct Migration {
     interval: u64,
     /// Counter value before which the pre-copy does not end.
     min_end_at: u64,
+    /// The pre-copy has converged (or hit its round limit): the next due turn stops the
+    /// guest and copies the rest.
+    pub stop_due: bool,
     bitmap: [u64; MAX_PAGES / 64],
 }
 
@@ -87,6 +90,7 @@ impl Migration {
             next_round_at: 0,
             interval: 0,
             min_end_at: 0,
+            stop_due: false,
             bitmap: [0; MAX_PAGES / 64],
         }
     }
@@ -155,10 +159,13 @@ impl Migration {
         Ok(n)
     }
 
-    /// Whether the pre-copy should end after a round of `last` pages at counter value `now`.
-    pub fn converged(&self, last: u64, now: u64) -> bool {
-        self.n_rounds >= MAX_ROUNDS
-            || (self.n_rounds >= MIN_ROUNDS && now >= self.min_end_at && last <= CONVERGED_PAGES)
+    /// Whether the pre-copy should end after a round of `last` pages at counter value `now`;
+    /// if so, [`Self::stop_due`] is set: the guest runs one more interval, and the next turn
+    /// is the stop-and-copy.
+    pub fn converged(&mut self, last: u64, now: u64) -> bool {
+        self.stop_due = self.n_rounds >= MAX_ROUNDS
+            || (self.n_rounds >= MIN_ROUNDS && now >= self.min_end_at && last <= CONVERGED_PAGES);
+        self.stop_due
     }
 
     /// Stop-and-copy (the guest is not running): the last round, then the byte comparison of
