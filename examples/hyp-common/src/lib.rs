@@ -69,6 +69,11 @@ pub mod cmd {
     pub const LOAD_LIST: u64 = 4;
     /// `for i in 0..x3 (at most 8): word [list[i]] = x2`.
     pub const STORE_LIST: u64 = 5;
+    /// One data-cache clean and invalidate by set/way (`DC CISW` / `DCCISW`, set 0, way 0,
+    /// level 1; uses x5/r5 as scratch), which HCR.TSW traps.
+    pub const SET_WAY: u64 = 6;
+    /// `SCTLR (SCTLR_EL1) = x2`, which HCR.TVM traps while set/way handling has it on.
+    pub const WRITE_SCTLR: u64 = 7;
     /// Maximum length of a LOAD_LIST / STORE_LIST.
     pub const MAX_LIST: usize = 8;
     /// HVC immediate for an unknown opcode.
@@ -358,6 +363,9 @@ pub trait Platform {
     /// Whether the guest kernel is known to use set/way cache maintenance at boot (the ARM
     /// zImage decompressor does; the arm64 kernel does not), so the run must see traps.
     const EXPECT_SET_WAY: bool;
+    /// Whether HCR.TSW traps set/way instructions on the CPU model the example runs on (it
+    /// does on hardware; QEMU 10.0.2's Cortex-A15 model was seen not to).
+    const SET_WAY_TRAPS: bool;
 
     /// Puts the vcpu into the state the kernel's boot protocol asks for (registers, mode,
     /// MMU and caches off, entry at `kernel`, device tree at `dtb`), and sets up the Linux

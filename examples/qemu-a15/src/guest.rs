@@ -47,8 +47,9 @@ const HCR_TSC: u32 = 1 << 19;
 const HCR_TSW: u32 = 1 << 22;
 /// HCR.TVM: trap writes to the PL1 virtual-memory control registers.
 pub const HCR_TVM: u32 = 1 << 26;
-/// SMC, WFI, WFE trap; physical interrupts to HYP.
-const HCR_BASE: u32 = HCR_TSC | HCR_TWI | HCR_TWE | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+/// SMC, WFI, WFE and set/way trap; physical interrupts to HYP.
+const HCR_BASE: u32 =
+    HCR_TSC | HCR_TWI | HCR_TWE | HCR_TSW | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
 /// The Linux guest: SMC (PSCI), WFI and set/way trap; IMO, FMO, AMO clear, so interrupts
 /// and asynchronous aborts go straight to the guest; SWIO (set/way invalidate as clean+inv).
 pub const HCR_LINUX: u32 = HCR_TSC | HCR_TWI | HCR_TSW | HCR_SWIO;
@@ -270,6 +271,10 @@ guest_loop:
     beq     40f
     cmp     r0, #5
     beq     50f
+    cmp     r0, #6
+    beq     60f
+    cmp     r0, #7
+    beq     70f
     hvc     #0xffff
     b       guest_loop
 
@@ -308,6 +313,16 @@ guest_loop:
     str     r2, [r\n]
     .endr
 58: hvc     #5
+    b       guest_loop
+
+60: mov     r5, #0                  // SET_WAY: level 1, set 0, way 0
+    mcr     p15, 0, r5, c7, c14, 2  // DCCISW
+    hvc     #6
+    b       guest_loop
+
+70: mcr     p15, 0, r2, c1, c0, 0   // WRITE_SCTLR
+    isb
+    hvc     #7
     b       guest_loop
 "#
 );

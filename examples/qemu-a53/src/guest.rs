@@ -52,8 +52,9 @@ const HCR_TSW: u64 = 1 << 22;
 /// HCR_EL2.TVM: trap writes to the EL1 virtual-memory control registers.
 pub const HCR_TVM: u64 = 1 << 26;
 const HCR_RW: u64 = 1 << 31;
-/// Guest EL1 is AArch64; SMC, WFI, WFE trap; physical interrupts to EL2.
-const HCR_BASE: u64 = HCR_RW | HCR_TSC | HCR_TWI | HCR_TWE | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+/// Guest EL1 is AArch64; SMC, WFI, WFE and set/way trap; physical interrupts to EL2.
+const HCR_BASE: u64 =
+    HCR_RW | HCR_TSC | HCR_TWI | HCR_TWE | HCR_TSW | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
 /// The Linux guest: AArch64 EL1; SMC (PSCI), WFI and set/way trap; IMO, FMO, AMO clear, so
 /// interrupts and SErrors go straight to the guest; SWIO (set/way invalidate as clean+inv).
 pub const HCR_LINUX: u64 = HCR_RW | HCR_TSC | HCR_TWI | HCR_TSW | HCR_SWIO;
@@ -255,6 +256,10 @@ guest_loop:
     b.eq    40f
     cmp     x0, #5
     b.eq    50f
+    cmp     x0, #6
+    b.eq    60f
+    cmp     x0, #7
+    b.eq    70f
     hvc     #0xffff
     b       guest_loop
 
@@ -292,6 +297,16 @@ guest_loop:
     str     w2, [x\n]
     .endr
 58: hvc     #5
+    b       guest_loop
+
+60: mov     x5, #0                  // SET_WAY: level 1, set 0, way 0
+    dc      cisw, x5
+    hvc     #6
+    b       guest_loop
+
+70: msr     sctlr_el1, x2           // WRITE_SCTLR
+    isb
+    hvc     #7
     b       guest_loop
 "#
 );

@@ -104,6 +104,7 @@ impl Platform for A53 {
     const KERNEL_MAGIC: (usize, u32) = (0x38, 0x644d_5241);
     const MAX_MMIO_SIZE: u8 = 8;
     const EXPECT_SET_WAY: bool = false;
+    const SET_WAY_TRAPS: bool = true;
 
     fn boot_linux(&mut self, kernel: u64, dtb: u64) {
         self.vcpu.boot_linux(kernel, dtb);
