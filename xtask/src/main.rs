@@ -339,6 +339,11 @@ fn test() -> Result<()> {
         }
         run(build.arg("--target").arg(image.target))?;
     }
+    // The examples' shared, architecture-independent logic (PSCI, set/way rule, test device)
+    // also runs its unit tests on the host.
+    run(cargo()
+        .current_dir(examples_dir())
+        .args(["test", "-p", "hyp-common"]))?;
     run(cargo()
         .current_dir(&root)
         .env("RUSTDOCFLAGS", "-D warnings")

@@ -78,3 +78,37 @@ pub fn call(fid: u32, arg0: u64, own_mpidr: u64) -> Action {
 fn affinity(mpidr: u64) -> u64 {
     mpidr & 0xff_00ff_ffff
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MPIDR: u64 = 0x8000_0000;
+
+    #[test]
+    fn version_and_features() {
+        assert_eq!(call(VERSION, 0, MPIDR), Action::Return(0x1_0000));
+        assert_eq!(call(FEATURES, SYSTEM_OFF.into(), MPIDR), Action::Return(0));
+        assert_eq!(call(FEATURES, CPU_ON_64.into(), MPIDR), Action::Return(0));
+        // CPU_SUSPEND (SMC64) is not implemented.
+        assert_eq!(call(FEATURES, 0xc400_0001, MPIDR), Action::Return(-1));
+    }
+
+    #[test]
+    fn cpu_on_refused() {
+        assert_eq!(call(CPU_ON_64, 0, MPIDR), Action::Return(ALREADY_ON));
+        assert_eq!(
+            call(CPU_ON_32, 1, MPIDR),
+            Action::Return(INVALID_PARAMETERS)
+        );
+    }
+
+    #[test]
+    fn power() {
+        assert_eq!(call(SYSTEM_OFF, 0, MPIDR), Action::SystemOff);
+        assert_eq!(call(SYSTEM_RESET, 0, MPIDR), Action::SystemReset);
+        assert_eq!(call(MIGRATE_INFO_TYPE, 0, MPIDR), Action::Return(2));
+        // SMCCC_VERSION is answered NOT_SUPPORTED: the guest assumes SMCCC 1.0.
+        assert_eq!(call(0x8000_0000, 0, MPIDR), Action::Return(-1));
+    }
+}

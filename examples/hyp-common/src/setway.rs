@@ -70,3 +70,66 @@ impl SetWay {
         Decision { flush, tvm }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFF: u64 = 0x30d0_0800;
+    const ON: u64 = OFF | 0b101;
+
+    #[test]
+    fn first_set_way_flushes_and_traps_sctlr() {
+        let mut sw = SetWay::default();
+        assert_eq!(
+            sw.on_set_way(),
+            Decision {
+                flush: true,
+                tvm: Some(true)
+            }
+        );
+        // Further set/way while TVM is on: nothing (kvm_set_way_flush).
+        assert_eq!(sw.on_set_way(), Decision::default());
+        assert_eq!((sw.traps, sw.flushes), (2, 1));
+    }
+
+    #[test]
+    fn cache_toggle_flushes_and_caches_on_ends_tvm() {
+        let mut sw = SetWay::default();
+        sw.on_set_way();
+        // SCTLR written with the caches still off: no flush, TVM stays.
+        assert_eq!(sw.on_sctlr_write(OFF, OFF), Decision::default());
+        // Caches turned on: flush, TVM off (kvm_toggle_cache).
+        assert_eq!(
+            sw.on_sctlr_write(OFF, ON),
+            Decision {
+                flush: true,
+                tvm: Some(false)
+            }
+        );
+        // The next set/way flushes again and turns TVM back on.
+        assert_eq!(
+            sw.on_set_way(),
+            Decision {
+                flush: true,
+                tvm: Some(true)
+            }
+        );
+        // Caches turned off: flush, TVM stays on.
+        assert_eq!(
+            sw.on_sctlr_write(ON, OFF),
+            Decision {
+                flush: true,
+                tvm: None
+            }
+        );
+        assert_eq!((sw.traps, sw.flushes, sw.tvm_traps), (2, 4, 3));
+    }
+
+    #[test]
+    fn caches_on_needs_m_and_c() {
+        assert!(!caches_on(0b001));
+        assert!(!caches_on(0b100));
+        assert!(caches_on(0b101));
+    }
+}

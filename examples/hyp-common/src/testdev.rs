@@ -130,3 +130,46 @@ fn size_mask(size: u8) -> u64 {
         (1u64 << (8 * size)) - 1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_round_trips_at_every_size() {
+        let mut d = TestDevice::default();
+        for (size, v) in [
+            (1u8, 0xa5u64),
+            (2, 0xbeef),
+            (4, 0x1234_5678),
+            (8, 0x0123_4567_89ab_cdef),
+        ] {
+            d.write(BASE + 8, size, v);
+            assert_eq!(d.read(BASE + 8, size), v);
+        }
+        assert_eq!(
+            (d.read_sizes, d.write_sizes, d.mismatched_reads),
+            (15, 15, 0)
+        );
+        // A write is truncated to its size.
+        d.write(BASE + 8, 1, 0x1ff);
+        assert_eq!(d.read(BASE + 8, 4), 0xff);
+    }
+
+    #[test]
+    fn id_reports_migration_and_raz() {
+        let mut d = TestDevice::default();
+        assert_eq!(d.read(BASE, 4), ID_VALUE);
+        assert_eq!(d.read(BASE + 0x100, 4), 0);
+        d.write(BASE + 0x10, 4, 0x100 | Report::Device as u64);
+        d.write(BASE + 0x10, 4, Report::DataAfter as u64);
+        assert_eq!(d.report(Report::Device), Some(true));
+        assert_eq!(d.report(Report::DataAfter), Some(false));
+        assert_eq!(d.report(Report::Init), None);
+        assert!(!d.take_migration_request());
+        d.write(BASE + 0x14, 4, 1);
+        assert!(d.take_migration_request());
+        assert!(!d.take_migration_request());
+        assert!(TestDevice::contains(BASE + 0xfff) && !TestDevice::contains(BASE + 0x1000));
+    }
+}
