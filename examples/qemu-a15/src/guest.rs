@@ -32,7 +32,7 @@ pub struct VcpuRegs {
 const _: () = assert!(core::mem::offset_of!(VcpuRegs, lr_usr) == 60);
 
 /// SVC mode, A, I, F masked, ARM state, little endian.
-pub const CPSR_SVC_MASKED: u32 = 0x1d3;
+pub const CPSR_SVC_MASKED: u32 = 0x1c0 | MODE_SVC;
 /// Cortex-A15 SCTLR reset value: M, C, I, A = 0 (guest stage 1 off).
 pub const SCTLR_MMU_OFF: u32 = 0x00c5_0078;
 
@@ -109,6 +109,85 @@ pub fn setup_linux_hyp() {
             t = out(reg) _,
             options(nostack),
         );
+    }
+}
+
+/// CPSR.M values of the guest's modes (ARM ARM B1.3.1).
+const MODE_USR: u32 = 0x10;
+const MODE_FIQ: u32 = 0x11;
+const MODE_IRQ: u32 = 0x12;
+const MODE_SVC: u32 = 0x13;
+const MODE_ABT: u32 = 0x17;
+const MODE_UND: u32 = 0x1b;
+const MODE_SYS: u32 = 0x1f;
+
+/// Reads a banked register of a guest mode with MRS (banked), legal from HYP mode for every
+/// mode's SP and for the LRs of the modes other than User (whose LR is HYP mode's own).
+macro_rules! mrs_banked {
+    ($reg:literal) => {{
+        let v: u32;
+        // SAFETY: reads a banked register of a guest mode; HYP mode does not use it.
+        unsafe { asm!(concat!(".arch_extension virt\nmrs {}, ", $reg), out(reg) v, options(nomem, nostack)) };
+        v
+    }};
+}
+
+/// Writes a banked register of a guest mode with MSR (banked), as [`mrs_banked`].
+macro_rules! msr_banked {
+    ($reg:literal, $v:expr) => {{
+        let v: u32 = $v;
+        // SAFETY: writes a banked register of a guest mode, as the guest's own instruction
+        // would have; HYP mode does not use it.
+        unsafe { asm!(concat!(".arch_extension virt\nmsr ", $reg, ", {}"), in(reg) v, options(nomem, nostack)) };
+    }};
+}
+
+impl VcpuRegs {
+    /// Guest register `n` (0..=14) as the mode the guest was in at its exit sees it: r0..r12
+    /// from the saved state, r13/r14 from that mode's bank (SVC's and LR_usr are saved by the
+    /// world switch, the other banks are untouched by HYP mode and read in place). FIQ mode's
+    /// banked r8..r12 are not handled (Linux does not use FIQ mode).
+    pub fn get(&self, n: usize) -> u32 {
+        if n < 13 {
+            return self.r[n];
+        }
+        let sp = n == 13;
+        match self.cpsr & 0x1f {
+            MODE_USR | MODE_SYS if sp => mrs_banked!("sp_usr"),
+            MODE_USR | MODE_SYS => self.lr_usr,
+            MODE_IRQ if sp => mrs_banked!("sp_irq"),
+            MODE_IRQ => mrs_banked!("lr_irq"),
+            MODE_ABT if sp => mrs_banked!("sp_abt"),
+            MODE_ABT => mrs_banked!("lr_abt"),
+            MODE_UND if sp => mrs_banked!("sp_und"),
+            MODE_UND => mrs_banked!("lr_und"),
+            MODE_FIQ if sp => mrs_banked!("sp_fiq"),
+            MODE_FIQ => mrs_banked!("lr_fiq"),
+            // SVC (saved by the world switch) and anything else.
+            _ => self.r[n],
+        }
+    }
+
+    /// Sets guest register `n` (0..=14) as [`Self::get`] reads it.
+    pub fn set(&mut self, n: usize, v: u32) {
+        if n < 13 {
+            self.r[n] = v;
+            return;
+        }
+        let sp = n == 13;
+        match self.cpsr & 0x1f {
+            MODE_USR | MODE_SYS if sp => msr_banked!("sp_usr", v),
+            MODE_USR | MODE_SYS => self.lr_usr = v,
+            MODE_IRQ if sp => msr_banked!("sp_irq", v),
+            MODE_IRQ => msr_banked!("lr_irq", v),
+            MODE_ABT if sp => msr_banked!("sp_abt", v),
+            MODE_ABT => msr_banked!("lr_abt", v),
+            MODE_UND if sp => msr_banked!("sp_und", v),
+            MODE_UND => msr_banked!("lr_und", v),
+            MODE_FIQ if sp => msr_banked!("sp_fiq", v),
+            MODE_FIQ => msr_banked!("lr_fiq", v),
+            _ => self.r[n] = v,
+        }
     }
 }
 

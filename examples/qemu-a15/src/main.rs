@@ -70,13 +70,14 @@ impl Platform for A15 {
         unsafe { mmu::enable_hyp_mmu(regs) }
     }
 
+    /// r13/r14 are those of the guest's current mode.
     fn reg(&self, n: usize) -> u64 {
-        self.vcpu.r[n].into()
+        self.vcpu.get(n).into()
     }
 
     /// Registers are 32-bit: the upper half of `value` is dropped.
     fn set_reg(&mut self, n: usize, value: u64) {
-        self.vcpu.r[n] = value as u32;
+        self.vcpu.set(n, value as u32);
     }
 
     fn pc(&self) -> u64 {

@@ -77,7 +77,7 @@ pub fn classify(vcpu: &mut VcpuRegs, exit: &GuestExit) -> Trap {
             if read || opc1 != 0 || rt > 14 {
                 return Trap::Other(ec);
             }
-            let value = vcpu.r[rt];
+            let value = vcpu.get(rt);
             match tvm_write32(vcpu, crn, crm, opc2, value) {
                 Some(old_sctlr) => Trap::TvmWrite { old_sctlr },
                 None => Trap::Other(ec),
@@ -92,7 +92,7 @@ pub fn classify(vcpu: &mut VcpuRegs, exit: &GuestExit) -> Trap {
             if iss & 1 != 0 || crm != 2 || rt > 14 || rt2 > 14 {
                 return Trap::Other(ec);
             }
-            let (lo, hi) = (vcpu.r[rt], vcpu.r[rt2]);
+            let (lo, hi) = (vcpu.get(rt), vcpu.get(rt2));
             // SAFETY: writes the guest's own 64-bit TTBR0/TTBR1, as the trapped MCRR would
             // have; HYP mode does not use them.
             unsafe {
