@@ -157,6 +157,8 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
     let mut migrated = false;
     let mut init_at = None;
     let mut pages_after_a: Option<usize> = None;
+    let mut full_copy_ms = None;
+    let mut downtime_ms = None;
     let freq = P::counter_freq();
 
     p.boot_linux(P::KERNEL_IPA, DTB_IPA);
@@ -247,7 +249,8 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
             ));
             dev.status = testdev::STATUS_RUNNING;
             let pages = RAM_SIZE / 4096;
-            if let Err(e) = mig.start(
+            let t = P::counter();
+            let started = mig.start(
                 &mut vm.s2,
                 vm.ram,
                 vm.host,
@@ -255,15 +258,20 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
                 pages,
                 P::counter,
                 freq,
-            ) {
+            );
+            full_copy_ms = Some((P::counter() - t) * 1000 / freq);
+            if let Err(e) = started {
                 say(format_args!("linux: migration start failed: {e:?}"));
                 dev.status = testdev::STATUS_FAILED;
             }
         }
         // Pre-copy rounds from WFI and fault exits, spaced by the generic counter.
         if periodic && mig.due(P::counter()) {
+            let t = P::counter();
             match migration_step::<P>(&mut vm, &pool, &mut mig) {
                 Ok(Some(new_vm)) => {
+                    // Downtime: stop-and-copy, comparison, VM B built, switch.
+                    downtime_ms = Some((P::counter() - t) * 1000 / freq);
                     // Switch the vCPU to VM B, then tear VM A down.
                     let mut old = core::mem::replace(&mut vm, new_vm);
                     p.set_stage2(true, vm.s2.vttbr(), vm.s2.vtcr());
@@ -368,6 +376,11 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
             if i + 1 == rounds.len() { "_stop" } else { "" }
         ));
     }
+    stat("migration_full_copy_ms", full_copy_ms.unwrap_or(u64::MAX));
+    stat(
+        "migration_stop_copy_compare_switch_ms",
+        downtime_ms.unwrap_or(u64::MAX),
+    );
     stat(
         "table_pages_live_after_a",
         pages_after_a.unwrap_or(usize::MAX) as u64,
