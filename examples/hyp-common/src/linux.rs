@@ -61,6 +61,8 @@ fn read_u32(pa: u64) -> u32 {
 struct Stats {
     exits: u64,
     faults: u64,
+    /// Of `faults`: instruction aborts (the rest are data aborts).
+    instruction_faults: u64,
     mapped_2m: u64,
     mapped_4k: u64,
     dirtied: u64,
@@ -177,6 +179,9 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
         match trap {
             Trap::Abort => {
                 st.faults += 1;
+                if exit.kind() == crate::ExitKind::InstructionAbort {
+                    st.instruction_faults += 1;
+                }
                 if migrated {
                     st.faults_b += 1;
                 }
@@ -352,6 +357,8 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
     let stat = |name: &str, v: u64| say(format_args!("STAT {name} {v}"));
     stat("exits", st.exits);
     stat("s2_faults", st.faults);
+    stat("s2_faults_data", st.faults - st.instruction_faults);
+    stat("s2_faults_instruction", st.instruction_faults);
     stat("s2_mapped_2m_blocks", st.mapped_2m);
     stat("s2_mapped_4k_pages", st.mapped_4k);
     stat("s2_dirty_write_faults", st.dirtied);
