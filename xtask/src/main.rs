@@ -3,22 +3,29 @@
 //! Subcommands:
 //! - `setup`: install the bare-metal Rust targets and QEMU if missing.
 //! - `build`: `setup` (targets only) + build both example images.
-//! - `qemu`:  `setup` + `build` + run every image under QEMU, print the UART
-//!   output and a summary table of the `CHECK` lines; exits non-zero if any
+//! - `qemu`:  `setup` + `build` + fetch and build the Linux guests' parts
+//!   ([`guest`]), boot each guest's kernel straight in QEMU (the boot-time
+//!   baseline), then run every hypervisor image under QEMU with its Linux guest
+//!   loaded, streaming the console live with a prefix, and print a summary
+//!   table of the `CHECK` lines and the `STAT` figures; exits non-zero if any
 //!   check failed, a `RESULT:` line is missing or QEMU exited non-zero.
 //!
 //! std only, on purpose.
 
+mod guest;
+
 use std::env;
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{self, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const TOOLCHAIN: &str = "1.95.0";
-const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
+/// Host RAM of the hypervisor runs: the hypervisor, its table pools, and the two 256 MiB
+/// guest RAM buffers (VM A at 0x5000_0000, VM B at 0x6000_0000).
+const HYP_RAM: &str = "1G";
 const DEBIAN_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 const BACKPORTS_SOURCES: &str = "/etc/apt/sources.list.d/bookworm-backports.sources";
 
@@ -31,6 +38,12 @@ struct Image {
     target: &'static str,
     qemu: &'static str,
     qemu_cpu: &'static str,
+    /// The Linux guest this hypervisor runs.
+    guest: guest::GuestSpec,
+    /// Longest run of the hypervisor image (Linux boot, migration, power-off).
+    timeout: Duration,
+    /// Longest straight boot of the guest kernel.
+    straight_timeout: Duration,
 }
 
 const IMAGES: &[Image] = &[
@@ -40,6 +53,15 @@ const IMAGES: &[Image] = &[
         target: "aarch64-unknown-none",
         qemu: "qemu-system-aarch64",
         qemu_cpu: "cortex-a53",
+        guest: guest::GuestSpec {
+            deb_arch: "arm64",
+            kernel_meta: "linux-image-arm64",
+            qemu: "qemu-system-aarch64",
+            qemu_cpu: "cortex-a53",
+            kernel_ipa: 0x4020_0000,
+        },
+        timeout: Duration::from_secs(240),
+        straight_timeout: Duration::from_secs(60),
     },
     Image {
         cpu: "a15",
@@ -47,6 +69,15 @@ const IMAGES: &[Image] = &[
         target: "armv7a-none-eabi",
         qemu: "qemu-system-arm",
         qemu_cpu: "cortex-a15",
+        guest: guest::GuestSpec {
+            deb_arch: "armhf",
+            kernel_meta: "linux-image-armmp-lpae",
+            qemu: "qemu-system-arm",
+            qemu_cpu: "cortex-a15",
+            kernel_ipa: 0x4100_0000,
+        },
+        timeout: Duration::from_secs(480),
+        straight_timeout: Duration::from_secs(180),
     },
 ];
 
@@ -59,6 +90,7 @@ fn main() {
         "setup" => setup_targets().and_then(|()| setup_qemu()),
         "build" => setup_targets().and_then(|()| build_all()),
         "qemu" => qemu(),
+        "guest" => setup_qemu().and_then(|()| prepare_guests()).map(|_| ()),
         "test" => test(),
         "help" | "-h" | "--help" => {
             usage();
@@ -81,7 +113,8 @@ fn usage() {
          commands:\n  \
          setup   install Rust targets and QEMU if missing\n  \
          build   build the example hypervisor images\n  \
-         qemu    build and run the images under QEMU, summarise the checks\n  \
+         qemu    build and run the images under QEMU with their Linux guests, summarise\n  \
+         guest   fetch (first time) and build the Linux guests' parts under target/guest\n  \
          test    the test suite: fmt, clippy, host tests, docs, bare-metal library builds"
     );
 }
@@ -306,6 +339,11 @@ fn test() -> Result<()> {
         }
         run(build.arg("--target").arg(image.target))?;
     }
+    // The examples' shared, architecture-independent logic (PSCI, set/way rule, test device)
+    // also runs its unit tests on the host.
+    run(cargo()
+        .current_dir(examples_dir())
+        .args(["test", "-p", "hyp-common"]))?;
     run(cargo()
         .current_dir(&root)
         .env("RUSTDOCFLAGS", "-D warnings")
@@ -321,14 +359,19 @@ enum Outcome {
     Fail,
 }
 
-/// What one QEMU run produced.
+/// What one QEMU run of a hypervisor image produced.
 struct RunReport {
     /// In the order first printed.
     checks: Vec<(String, Outcome)>,
+    /// `STAT <name> <value>` figures, in the order printed.
+    stats: Vec<(String, String)>,
     /// `(passed, failed)` from the `RESULT:` line, if it was printed.
     result: Option<(u32, u32)>,
     status: Option<ExitStatus>,
     timed_out: bool,
+    /// Seconds from QEMU's start to the guest's `/init` under the hypervisor, and straight.
+    boot_hyp: Option<f64>,
+    boot_straight: Option<f64>,
 }
 
 impl RunReport {
@@ -339,13 +382,22 @@ impl RunReport {
             && !self.checks.is_empty()
             && self.checks.iter().all(|(_, o)| *o == Outcome::Pass)
     }
+
+    /// Boot time under the hypervisor as a multiple of the straight boot.
+    fn boot_ratio(&self) -> Option<f64> {
+        Some(self.boot_hyp? / self.boot_straight?)
+    }
 }
 
 fn qemu() -> Result<()> {
     setup_targets()?;
     setup_qemu()?;
     build_all()?;
-    let reports: Vec<RunReport> = IMAGES.iter().map(run_image).collect::<Result<Vec<_>>>()?;
+    let guests = prepare_guests()?;
+    let mut reports = Vec::new();
+    for (image, parts) in IMAGES.iter().zip(&guests) {
+        reports.push(run_image(image, parts)?);
+    }
     print_summary(&reports);
     if reports.iter().all(RunReport::ok) {
         println!("xtask: all images passed");
@@ -355,35 +407,73 @@ fn qemu() -> Result<()> {
     }
 }
 
-fn run_image(image: &Image) -> Result<RunReport> {
-    let elf = elf_path(image);
-    let mut cmd = Command::new(image.qemu);
-    cmd.args(["-M", "virt,virtualization=on", "-cpu", image.qemu_cpu])
-        .args(["-nographic", "-semihosting", "-net", "none", "-kernel"])
-        .arg(&elf)
-        .stdin(Stdio::null())
+/// The Linux guest parts of every image, fetched on the first run, from the cache after.
+fn prepare_guests() -> Result<Vec<guest::GuestParts>> {
+    let cache = repo_root().join("target").join("guest");
+    IMAGES
+        .iter()
+        .map(|image| {
+            let parts = guest::prepare(&image.guest, &cache)?;
+            eprintln!(
+                "xtask: {} guest: {}, {}, {}",
+                image.cpu,
+                parts.kernel.display(),
+                parts.initrd.display(),
+                parts.dtb.display()
+            );
+            Ok(parts)
+        })
+        .collect()
+}
+
+/// One finished QEMU process.
+struct QemuRun {
+    /// stdout, `\r` removed.
+    out: String,
+    err: String,
+    status: Option<ExitStatus>,
+    timed_out: bool,
+    /// When the first line containing the mark arrived, from the start.
+    mark_at: Option<Duration>,
+}
+
+/// Runs QEMU, printing each stdout line as it arrives with `prefix`, kills it after `timeout`.
+fn run_qemu(cmd: &mut Command, prefix: &str, timeout: Duration, mark: &str) -> Result<QemuRun> {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    println!("==== {} ({}) ====", image.cpu, elf.display());
     eprintln!("xtask: running {cmd:?}");
+    let start = Instant::now();
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", image.qemu))?;
-
-    let mut stdout = child.stdout.take().expect("piped stdout");
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
+    let (prefix_owned, mark_owned) = (prefix.to_string(), mark.to_string());
     let out_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
+        let mut all = String::new();
+        let mut mark_at = None;
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']).replace('\r', "");
+            if mark_at.is_none() && text.contains(&mark_owned) {
+                mark_at = Some(start.elapsed());
+            }
+            println!("{prefix_owned}{text}");
+            all.push_str(&text);
+            all.push('\n');
+            line.clear();
+        }
+        (all, mark_at)
     });
     let err_reader = thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = stderr.read_to_end(&mut buf);
         buf
     });
-
-    let deadline = Instant::now() + QEMU_TIMEOUT;
+    let deadline = start + timeout;
     let mut timed_out = false;
     let status = loop {
         match child.try_wait() {
@@ -394,29 +484,119 @@ fn run_image(image: &Image) -> Result<RunReport> {
                 break child.wait().ok();
             }
             Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {}: {e}", image.qemu)),
+            Err(e) => return Err(format!("waiting for {cmd:?}: {e}")),
         }
     };
-    let out = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+    let (out, mark_at) = out_reader.join().unwrap_or_default();
     let err = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    print!("{out}");
-    if !out.ends_with('\n') {
-        println!();
+    Ok(QemuRun {
+        out,
+        err,
+        status,
+        timed_out,
+        mark_at,
+    })
+}
+
+fn run_image(image: &Image, parts: &guest::GuestParts) -> Result<RunReport> {
+    // The baseline: the same kernel, initramfs and device tree straight in QEMU, the kernel
+    // at EL1 / in SVC mode as under the hypervisor (QEMU puts its own initrd range and
+    // bootargs into /chosen; without `testdev=` the guest's /init just powers off).
+    println!(
+        "==== {}: {} straight in QEMU (boot-time baseline) ====",
+        image.cpu,
+        parts.kernel.display()
+    );
+    let mut straight = Command::new(image.qemu);
+    straight
+        .args([
+            "-M",
+            "virt,highmem=off",
+            "-cpu",
+            image.qemu_cpu,
+            "-m",
+            "256M",
+        ])
+        .args(["-nographic", "-net", "none", "-kernel"])
+        .arg(&parts.kernel)
+        .arg("-initrd")
+        .arg(&parts.initrd)
+        .arg("-dtb")
+        .arg(&parts.dtb)
+        .args(["-append", guest::BOOTARGS]);
+    let base = run_qemu(
+        &mut straight,
+        &format!("{}-straight| ", image.cpu),
+        image.straight_timeout,
+        guest::INIT_MARK,
+    )?;
+    if base.mark_at.is_none() {
+        println!(
+            "xtask: {} the straight boot never reached /init ({})",
+            image.cpu,
+            base.err.trim()
+        );
     }
-    if !err.trim().is_empty() {
-        println!("---- {} stderr ----\n{}", image.qemu, err.trim_end());
+
+    let elf = elf_path(image);
+    println!(
+        "==== {} ({}) with its Linux guest ====",
+        image.cpu,
+        elf.display()
+    );
+    let mut cmd = Command::new(image.qemu);
+    cmd.args([
+        "-M",
+        "virt,virtualization=on,highmem=off",
+        "-cpu",
+        image.qemu_cpu,
+    ])
+    .args(["-m", HYP_RAM, "-nographic", "-semihosting", "-net", "none"])
+    .arg("-kernel")
+    .arg(&elf)
+    .args(parts.loader_args());
+    let run = run_qemu(
+        &mut cmd,
+        &format!("{}| ", image.cpu),
+        image.timeout,
+        guest::INIT_MARK,
+    )?;
+    if !run.err.trim().is_empty() {
+        println!("---- {} stderr ----\n{}", image.qemu, run.err.trim_end());
     }
-    if timed_out {
-        println!("xtask: {} TIMED OUT after {:?}", image.cpu, QEMU_TIMEOUT);
+    if run.timed_out {
+        println!("xtask: {} TIMED OUT after {:?}", image.cpu, image.timeout);
     }
-    match status {
+    match run.status {
         Some(s) => println!("xtask: {} qemu {s}", image.cpu),
         None => println!("xtask: {} exit status unknown", image.cpu),
     }
-
-    let mut report = parse_output(&out);
-    report.status = status;
-    report.timed_out = timed_out;
+    let mut report = parse_output(&run.out);
+    report.status = run.status;
+    report.timed_out = run.timed_out;
+    report.boot_hyp = run.mark_at.map(|d| d.as_secs_f64());
+    report.boot_straight = base.mark_at.map(|d| d.as_secs_f64());
+    if !report.ok() {
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Fail)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        println!(
+            "xtask: {} FAILED (checks: {}); last console lines:",
+            image.cpu,
+            if failed.is_empty() {
+                "none failed, run incomplete".to_string()
+            } else {
+                failed.join(", ")
+            }
+        );
+        let lines: Vec<&str> = run.out.lines().collect();
+        for l in &lines[lines.len().saturating_sub(25)..] {
+            println!("  {}| {l}", image.cpu);
+        }
+    }
     Ok(report)
 }
 
@@ -424,6 +604,7 @@ fn run_image(image: &Image) -> Result<RunReport> {
 fn parse_output(out: &str) -> RunReport {
     let mut checks: Vec<(String, Outcome)> = Vec::new();
     let mut result = None;
+    let mut stats = Vec::new();
     for raw in out.lines() {
         let line = raw.trim_end_matches('\r').trim();
         if let Some(rest) = line.strip_prefix("CHECK ") {
@@ -440,15 +621,22 @@ fn parse_output(out: &str) -> RunReport {
                     None => checks.push((name.trim().to_string(), outcome)),
                 }
             }
+        } else if let Some(rest) = line.strip_prefix("STAT ") {
+            if let Some((name, value)) = rest.split_once(' ') {
+                stats.push((name.to_string(), value.trim().to_string()));
+            }
         } else if let Some(rest) = line.strip_prefix("RESULT:") {
             result = parse_result(rest);
         }
     }
     RunReport {
         checks,
+        stats,
         result,
         status: None,
         timed_out: false,
+        boot_hyp: None,
+        boot_straight: None,
     }
 }
 
@@ -516,6 +704,27 @@ fn print_summary(reports: &[RunReport]) {
         print!("  {:<5}", if r.ok() { "PASS" } else { "FAIL" });
     }
     println!();
+    print_figures(reports);
+}
+
+/// The `STAT` figures of every image and the boot-time ratio, one block per CPU.
+fn print_figures(reports: &[RunReport]) {
+    println!();
+    println!("==== figures ====");
+    let secs = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.2} s"));
+    for (image, r) in IMAGES.iter().zip(reports) {
+        println!(
+            "{}: guest reached /init after {} under the hypervisor, {} straight in QEMU: ratio {}",
+            image.cpu,
+            secs(r.boot_hyp),
+            secs(r.boot_straight),
+            r.boot_ratio()
+                .map_or("-".to_string(), |x| format!("{x:.2}x"))
+        );
+        for (name, value) in &r.stats {
+            println!("{}:   {name:<28} {value}", image.cpu);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,12 +7,20 @@
 //! - [`Checks`]: `CHECK <name> ... PASS|FAIL` reporting that `cargo xtask qemu`
 //!   parses.
 //! - [`cmd`]: the command interface of the guest program.
+//! - The Linux guest, one module per concern: [`linux`] (loading the guest, its boot protocol,
+//!   the VM and its exit loop), [`psci`], [`testdev`] (the MMIO test device), [`setway`]
+//!   (set/way cache maintenance), [`migrate`] (live migration between two VMs).
 #![no_std]
 
 pub mod alloc;
 pub mod layout;
+pub mod linux;
+pub mod migrate;
+pub mod psci;
 pub mod scenario;
 pub mod selftest;
+pub mod setway;
+pub mod testdev;
 pub mod uart;
 
 use core::fmt;
@@ -61,6 +69,11 @@ pub mod cmd {
     pub const LOAD_LIST: u64 = 4;
     /// `for i in 0..x3 (at most 8): word [list[i]] = x2`.
     pub const STORE_LIST: u64 = 5;
+    /// One data-cache clean and invalidate by set/way (`DC CISW` / `DCCISW`, set 0, way 0,
+    /// level 1; uses x5/r5 as scratch), which HCR.TSW traps.
+    pub const SET_WAY: u64 = 6;
+    /// `SCTLR (SCTLR_EL1) = x2`, which HCR.TVM traps while set/way handling has it on.
+    pub const WRITE_SCTLR: u64 = 7;
     /// Maximum length of a LOAD_LIST / STORE_LIST.
     pub const MAX_LIST: usize = 8;
     /// HVC immediate for an unknown opcode.
@@ -94,6 +107,36 @@ pub enum ExitKind {
     Other(u8),
     /// IRQ/FIQ/SError.
     Async(Vector),
+}
+
+/// A guest exit as the Linux guest's exit loop sees it, decoded by the CPU crate
+/// ([`Platform::classify`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trap {
+    /// A stage-2 data or instruction abort: for pt-hyp's `handle_guest_abort`.
+    Abort,
+    /// `hvc #imm`.
+    Hvc(u16),
+    /// `smc` trapped by HCR.TSC: a PSCI call (function ID in register 0).
+    Smc,
+    /// `wfi` trapped by HCR.TWI.
+    Wfi,
+    /// `wfe` trapped by HCR.TWE.
+    Wfe,
+    /// A data-cache maintenance instruction by set/way trapped by HCR.TSW (not performed).
+    SetWay,
+    /// A write to a virtual-memory control register trapped by HCR.TVM, already emulated by
+    /// the CPU crate; for a write to SCTLR, its value before the write.
+    TvmWrite {
+        /// SCTLR (SCTLR_EL1) before the write, if the write was to SCTLR.
+        old_sctlr: Option<u64>,
+    },
+    /// A conditional instruction whose condition failed (A32): skip it.
+    ConditionFailed,
+    /// An IRQ, FIQ or SError exit (the Linux guest's interrupts do not come here).
+    Async(Vector),
+    /// Anything else: the exception class.
+    Other(u8),
 }
 
 /// Raw values of one guest exit (all widened to `u64`).
@@ -309,6 +352,42 @@ pub trait Platform {
     /// [`Self::pc`] with the vcpu registers and returns at its next exit with
     /// all registers saved.
     fn run_guest(&mut self) -> GuestExit;
+
+    // ---- The Linux guest (see [`linux`]) ----
+
+    /// IPA the kernel image is loaded at (an arm64 `Image` 2 MiB aligned; a zImage anywhere
+    /// in the first 128 MiB of RAM). `xtask` loads it there.
+    const KERNEL_IPA: u64;
+    /// Where the kernel image carries its magic number: `(offset, little-endian u32 value)`.
+    const KERNEL_MAGIC: (usize, u32);
+    /// Largest MMIO access the guest can make with an instruction that reports its syndrome
+    /// (8 bytes on A64, 4 on A32), for the test device's size check.
+    const MAX_MMIO_SIZE: u8;
+    /// Whether the guest kernel is known to use set/way cache maintenance at boot (the ARM
+    /// zImage decompressor does; the arm64 kernel does not), so the run must see traps.
+    const EXPECT_SET_WAY: bool;
+    /// Whether HCR.TSW traps set/way instructions on the CPU model the example runs on (it
+    /// does on hardware; QEMU 10.0.2's Cortex-A15 model was seen not to).
+    const SET_WAY_TRAPS: bool;
+
+    /// Puts the vcpu into the state the kernel's boot protocol asks for (registers, mode,
+    /// MMU and caches off, entry at `kernel`, device tree at `dtb`), and sets up the Linux
+    /// guest's virtualization controls: HCR with VM, SWIO, TSC, TWI and TSW and without
+    /// IMO/FMO/AMO (interrupts go straight to the guest), the generic timer direct
+    /// (CNTHCTL, CNTVOFF = 0), VPIDR/VMPIDR from the physical MIDR/MPIDR.
+    fn boot_linux(&mut self, kernel: u64, dtb: u64);
+    /// Sets or clears HCR.TVM for the next entries.
+    fn set_tvm(&mut self, on: bool);
+    /// Decodes `exit`; emulates a trapped VM-control register write on the spot
+    /// ([`Trap::TvmWrite`]). Does not move the pc.
+    fn classify(&mut self, exit: &GuestExit) -> Trap;
+    /// The guest's SCTLR (SCTLR_EL1), for `GuestAbort::with_guest_sctlr` and set/way.
+    fn guest_sctlr(&self) -> u64;
+    /// The vcpu's MPIDR (what VMPIDR says).
+    fn guest_mpidr(&self) -> u64;
+    /// The generic timer's physical count (CNTPCT) and frequency (CNTFRQ, Hz).
+    fn counter() -> u64;
+    fn counter_freq() -> u64;
 }
 
 /// Collects `CHECK` results and ends the run with their verdict.

@@ -4,14 +4,16 @@
 //! access to an IPA never given, and teardown with the page count checked.
 
 use crate::alloc::PagePool;
-use crate::{cmd, Checks, ExitKind, GuestExit, Platform};
+use crate::setway::SetWay;
+use crate::{cmd, Checks, ExitKind, GuestExit, Platform, Trap};
 use pt_hyp::fault::AbortOutcome;
 use pt_hyp::hyp::{HypConfig, HypTables};
 use pt_hyp::{Ipa, PageCache, Perms, PhysAddr, SlotDesc, SlotFlags, Stage1Attrs, Stage2, VirtAddr};
 
 const MIB: u64 = 1 << 20;
-/// RAM of QEMU `virt` as the examples use it.
-const RAM: (u64, u64) = (0x4000_0000, 0x4800_0000);
+/// RAM of QEMU `virt` as the examples use it (`-m 1G`): the image and its pools, and the
+/// host memory behind the Linux guest's two VMs (see [`crate::linux`]).
+const RAM: (u64, u64) = (0x4000_0000, 0x8000_0000);
 const UART: u64 = 0x0900_0000;
 /// IPA of the emulated device (a hole: no memslot).
 const DEVICE_IPA: u64 = 0x0a00_0000;
@@ -57,6 +59,10 @@ struct Vm<'a, P: Platform> {
     pool: &'a PagePool,
     dev: Device,
     faults: u32,
+    /// Set/way and TVM traps, handled by [`crate::setway`]'s rule.
+    sw: SetWay,
+    /// Range operations of the VM-wide flushes done for them.
+    flush_ops: usize,
 }
 
 impl<'a, P: Platform> Vm<'a, P> {
@@ -79,7 +85,28 @@ impl<'a, P: Platform> Vm<'a, P> {
             match exit.kind() {
                 ExitKind::Hvc(imm) => return Stop::Hvc(imm),
                 ExitKind::DataAbort | ExitKind::InstructionAbort => {}
-                _ => return Stop::Abort(exit),
+                _ => {
+                    // Set/way maintenance and the TVM traps it turns on (KVM's rule).
+                    let d = match p.classify(&exit) {
+                        Trap::SetWay => self.sw.on_set_way(),
+                        Trap::TvmWrite {
+                            old_sctlr: Some(old),
+                        } => self.sw.on_sctlr_write(old, p.guest_sctlr()),
+                        Trap::TvmWrite { old_sctlr: None } => Default::default(),
+                        _ => return Stop::Abort(exit),
+                    };
+                    if d.flush {
+                        match self.vm.flush_dcache_vm() {
+                            Ok(n) => self.flush_ops += n,
+                            Err(_) => return Stop::Abort(exit),
+                        }
+                    }
+                    if let Some(on) = d.tvm {
+                        p.set_tvm(on);
+                    }
+                    p.advance_pc(&exit);
+                    continue;
+                }
             }
             self.faults += 1;
             let regs = P::abort_regs(&exit);
@@ -257,6 +284,8 @@ fn run_vm<P: Platform>(
         pool,
         dev: Device::default(),
         faults: 0,
+        sw: SetWay::default(),
+        flush_ops: 0,
     };
 
     // 2. Memslots: guest code (read-only: executable, writes would be MMIO), guest data, a
@@ -366,6 +395,44 @@ fn run_vm<P: Platform>(
             && vm.dev.reads == 2
             && vm.dev.writes == 1,
     );
+
+    // Set/way maintenance (HCR.TSW): the first operation flushes the VM (by address, every
+    // mapped range) and turns TVM on; an SCTLR write is then trapped and emulated (caches
+    // still off: no flush, TVM stays on); a second set/way operation flushes nothing more.
+    // Where the CPU model does not trap set/way (P::SET_WAY_TRAPS false), TVM is turned on
+    // by hand and only the SCTLR trap and its emulation are checked.
+    let sw1 = vm.command(p, cmd::SET_WAY, 0, 0, 0, &[]);
+    let after_first = (vm.sw.traps, vm.sw.flushes, vm.flush_ops);
+    if !P::SET_WAY_TRAPS {
+        p.set_tvm(true);
+    }
+    let sctlr = p.guest_sctlr();
+    let ws = vm.command(p, cmd::WRITE_SCTLR, 0, sctlr, 0, &[]);
+    let sw2 = vm.command(p, cmd::SET_WAY, 0, 0, 0, &[]);
+    let sctlr_ok =
+        is_hvc(&ws, cmd::WRITE_SCTLR) && vm.sw.tvm_traps == 1 && p.guest_sctlr() == sctlr;
+    crate::println_p::<P>(format_args!(
+        "  set/way: {} traps, {} VM flushes ({} range operations), {} SCTLR writes trapped",
+        vm.sw.traps, vm.sw.flushes, vm.flush_ops, vm.sw.tvm_traps
+    ));
+    if P::SET_WAY_TRAPS {
+        checks.check(
+            name("set_way_trapped_vm_flushed").as_str(),
+            is_hvc(&sw1, cmd::SET_WAY)
+                && after_first == (1, 1, after_first.2)
+                && after_first.2 > 0
+                && sctlr_ok
+                && is_hvc(&sw2, cmd::SET_WAY)
+                && vm.sw.traps == 2
+                && vm.sw.flushes == 1,
+        );
+    } else {
+        checks.check(
+            name("tvm_sctlr_write_trapped").as_str(),
+            is_hvc(&sw1, cmd::SET_WAY) && is_hvc(&sw2, cmd::SET_WAY) && sctlr_ok,
+        );
+    }
+    p.set_tvm(false);
 
     // Dirty logging: every page of the log slot is written (mapped writable), logging is
     // turned on, the guest writes K chosen pages, and the bitmap holds exactly those.

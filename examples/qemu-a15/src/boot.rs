@@ -97,12 +97,14 @@ hyp_fiq:
 __guest_enter:
     push    {{r4-r12, lr}}
     push    {{r0, r1}}              // vcpu pointer (+ pad: 8-byte aligned)
+    ldr     lr, [r0, #60]           // guest LR_usr (HYP mode's LR is LR_usr)
     ldm     r0, {{r0-r12}}
     eret
 
     // Guest exit: SP_hyp = [guest r0, r1][vcpu, pad][host frame]; r1 = vector.
 __guest_exit:
     ldr     r0, [sp, #8]
+    str     lr, [r0, #60]           // guest LR_usr, before any call clobbers it
     add     r0, r0, #8
     stm     r0, {{r2-r12}}
     sub     r0, r0, #8

@@ -10,6 +10,10 @@ pub struct VcpuRegs {
     /// r0..r12 (saved by the assembly: must be the first field), then
     /// r13 = SP_svc and r14 = LR_svc (banked, saved in Rust).
     pub r: [u32; 15],
+    /// LR_usr: HYP mode has no LR of its own and uses the User-mode one, so the world switch
+    /// saves and restores it (offset 60, used by the assembly) or the hypervisor's calls
+    /// would clobber it under a guest trapped in User mode.
+    pub lr_usr: u32,
     /// Guest pc (ELR_hyp).
     pub pc: u32,
     /// SPSR_hyp to enter with (guest CPSR); updated at each exit.
@@ -20,10 +24,15 @@ pub struct VcpuRegs {
     pub stage2: bool,
     pub vttbr: u64,
     pub vtcr: u32,
+    /// HCR to enter with (HCR.VM comes from `stage2`).
+    pub hcr: u32,
 }
 
+// The world switch's assembly (`boot.rs`) addresses `r` at offset 0 and `lr_usr` at 60.
+const _: () = assert!(core::mem::offset_of!(VcpuRegs, lr_usr) == 60);
+
 /// SVC mode, A, I, F masked, ARM state, little endian.
-pub const CPSR_SVC_MASKED: u32 = 0x1d3;
+pub const CPSR_SVC_MASKED: u32 = 0x1c0 | MODE_SVC;
 /// Cortex-A15 SCTLR reset value: M, C, I, A = 0 (guest stage 1 off).
 pub const SCTLR_MMU_OFF: u32 = 0x00c5_0078;
 
@@ -35,27 +44,187 @@ const HCR_AMO: u32 = 1 << 5;
 const HCR_TWI: u32 = 1 << 13;
 const HCR_TWE: u32 = 1 << 14;
 const HCR_TSC: u32 = 1 << 19;
-/// SMC, WFI, WFE trap; physical interrupts to HYP.
-const HCR_BASE: u32 = HCR_TSC | HCR_TWI | HCR_TWE | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+const HCR_TSW: u32 = 1 << 22;
+/// HCR.TVM: trap writes to the PL1 virtual-memory control registers.
+pub const HCR_TVM: u32 = 1 << 26;
+/// SMC, WFI, WFE and set/way trap; physical interrupts to HYP.
+const HCR_BASE: u32 =
+    HCR_TSC | HCR_TWI | HCR_TWE | HCR_TSW | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+/// The Linux guest: SMC (PSCI), WFI and set/way trap; IMO, FMO, AMO clear, so interrupts
+/// and asynchronous aborts go straight to the guest; SWIO (set/way invalidate as clean+inv).
+pub const HCR_LINUX: u32 = HCR_TSC | HCR_TWI | HCR_TSW | HCR_SWIO;
+/// CNTHCTL: PL1PCTEN | PL1PCEN, the physical counter and timer not trapped.
+const CNTHCTL_PL1_ACCESS: u32 = 0b11;
+/// HCPTR: no coprocessor traps (TCP10/TCP11 clear: the guest's VFP/NEON is its own; the
+/// hypervisor is built soft-float and never touches them); RES1 bits set.
+const HCPTR_NO_TRAPS: u32 = 0x33ff;
 
 impl VcpuRegs {
     pub const fn new(pc: u32) -> Self {
         Self {
             r: [0; 15],
+            lr_usr: 0,
             pc,
             cpsr: CPSR_SVC_MASKED,
             sctlr: SCTLR_MMU_OFF,
             stage2: false,
             vttbr: 0,
             vtcr: 0,
+            hcr: HCR_BASE,
         }
     }
+
+    /// The ARM Linux boot protocol (Documentation/arm/booting.rst) for a zImage: r0 = 0,
+    /// r1 = ~0 (no machine number: the device tree decides), r2 = device tree; SVC mode with
+    /// IRQ and FIQ masked, MMU and data cache off; plus the Linux HCR.
+    pub fn boot_linux(&mut self, kernel: u32, dtb: u32) {
+        self.r = [0; 15];
+        self.r[1] = !0;
+        self.r[2] = dtb;
+        self.pc = kernel;
+        self.cpsr = CPSR_SVC_MASKED;
+        self.sctlr = SCTLR_MMU_OFF;
+        self.hcr = HCR_LINUX;
+    }
+}
+
+/// HYP controls of the Linux guest: the generic timer direct (CNTHCTL, CNTVOFF = 0), the
+/// identification the guest reads (VPIDR = MIDR, VMPIDR = MPIDR), no coprocessor traps.
+pub fn setup_linux_hyp() {
+    // SAFETY: HYP configuration registers of the guest context only.
+    unsafe {
+        asm!(
+            ".arch_extension virt",
+            "mcr p15, 4, {cnthctl}, c14, c1, 0", // CNTHCTL
+            "mcrr p15, 4, {zero}, {zero}, c14",  // CNTVOFF
+            "mrc p15, 0, {t}, c0, c0, 0",        // MIDR
+            "mcr p15, 4, {t}, c0, c0, 0",        // VPIDR
+            "mrc p15, 0, {t}, c0, c0, 5",        // MPIDR
+            "mcr p15, 4, {t}, c0, c0, 5",        // VMPIDR
+            "mcr p15, 4, {hcptr}, c1, c1, 2",    // HCPTR
+            "isb",
+            cnthctl = in(reg) CNTHCTL_PL1_ACCESS,
+            zero = in(reg) 0u32,
+            hcptr = in(reg) HCPTR_NO_TRAPS,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// CPSR.M values of the guest's modes (ARM ARM B1.3.1).
+const MODE_USR: u32 = 0x10;
+const MODE_FIQ: u32 = 0x11;
+const MODE_IRQ: u32 = 0x12;
+const MODE_SVC: u32 = 0x13;
+const MODE_ABT: u32 = 0x17;
+const MODE_UND: u32 = 0x1b;
+const MODE_SYS: u32 = 0x1f;
+
+/// Reads a banked register of a guest mode with MRS (banked), legal from HYP mode for every
+/// mode's SP and for the LRs of the modes other than User (whose LR is HYP mode's own).
+macro_rules! mrs_banked {
+    ($reg:literal) => {{
+        let v: u32;
+        // SAFETY: reads a banked register of a guest mode; HYP mode does not use it.
+        unsafe { asm!(concat!(".arch_extension virt\nmrs {}, ", $reg), out(reg) v, options(nomem, nostack)) };
+        v
+    }};
+}
+
+/// Writes a banked register of a guest mode with MSR (banked), as [`mrs_banked`].
+macro_rules! msr_banked {
+    ($reg:literal, $v:expr) => {{
+        let v: u32 = $v;
+        // SAFETY: writes a banked register of a guest mode, as the guest's own instruction
+        // would have; HYP mode does not use it.
+        unsafe { asm!(concat!(".arch_extension virt\nmsr ", $reg, ", {}"), in(reg) v, options(nomem, nostack)) };
+    }};
+}
+
+impl VcpuRegs {
+    /// Guest register `n` (0..=14) as the mode the guest was in at its exit sees it: r0..r12
+    /// from the saved state, r13/r14 from that mode's bank (SVC's and LR_usr are saved by the
+    /// world switch, the other banks are untouched by HYP mode and read in place). FIQ mode's
+    /// banked r8..r12 are not handled (Linux does not use FIQ mode).
+    pub fn get(&self, n: usize) -> u32 {
+        if n < 13 {
+            return self.r[n];
+        }
+        let sp = n == 13;
+        match self.cpsr & 0x1f {
+            MODE_USR | MODE_SYS if sp => mrs_banked!("sp_usr"),
+            MODE_USR | MODE_SYS => self.lr_usr,
+            MODE_IRQ if sp => mrs_banked!("sp_irq"),
+            MODE_IRQ => mrs_banked!("lr_irq"),
+            MODE_ABT if sp => mrs_banked!("sp_abt"),
+            MODE_ABT => mrs_banked!("lr_abt"),
+            MODE_UND if sp => mrs_banked!("sp_und"),
+            MODE_UND => mrs_banked!("lr_und"),
+            MODE_FIQ if sp => mrs_banked!("sp_fiq"),
+            MODE_FIQ => mrs_banked!("lr_fiq"),
+            // SVC (saved by the world switch) and anything else; r15 and beyond read as 0.
+            _ => self.r.get(n).copied().unwrap_or(0),
+        }
+    }
+
+    /// Sets guest register `n` (0..=14) as [`Self::get`] reads it.
+    pub fn set(&mut self, n: usize, v: u32) {
+        if n < 13 {
+            self.r[n] = v;
+            return;
+        }
+        let sp = n == 13;
+        match self.cpsr & 0x1f {
+            MODE_USR | MODE_SYS if sp => msr_banked!("sp_usr", v),
+            MODE_USR | MODE_SYS => self.lr_usr = v,
+            MODE_IRQ if sp => msr_banked!("sp_irq", v),
+            MODE_IRQ => msr_banked!("lr_irq", v),
+            MODE_ABT if sp => msr_banked!("sp_abt", v),
+            MODE_ABT => msr_banked!("lr_abt", v),
+            MODE_UND if sp => msr_banked!("sp_und", v),
+            MODE_UND => msr_banked!("lr_und", v),
+            MODE_FIQ if sp => msr_banked!("sp_fiq", v),
+            MODE_FIQ => msr_banked!("lr_fiq", v),
+            _ => {
+                if let Some(r) = self.r.get_mut(n) {
+                    *r = v;
+                }
+            }
+        }
+    }
+}
+
+/// The physical MPIDR (what VMPIDR gives the guest).
+pub fn mpidr() -> u32 {
+    let v;
+    // SAFETY: reading MPIDR has no side effects.
+    unsafe { asm!("mrc p15, 0, {}, c0, c0, 5", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// CNTPCT and CNTFRQ.
+pub fn counter() -> (u64, u64) {
+    let (lo, hi, f): (u32, u32, u32);
+    // SAFETY: reading the generic counter has no side effects.
+    unsafe {
+        asm!(
+            "isb",
+            "mrrc p15, 0, {lo}, {hi}, c14",
+            "mrc p15, 0, {f}, c14, c0, 0",
+            lo = out(reg) lo,
+            hi = out(reg) hi,
+            f = out(reg) f,
+            options(nomem, nostack),
+        )
+    };
+    (u64::from(hi) << 32 | u64::from(lo), f.into())
 }
 
 /// Runs the guest until its next exit; all guest registers are in `vcpu`
 /// afterwards, the syndrome in the returned value.
 pub fn run_guest(vcpu: &mut VcpuRegs) -> GuestExit {
-    let hcr = HCR_BASE | if vcpu.stage2 { HCR_VM } else { 0 };
+    let hcr = (vcpu.hcr & !HCR_VM) | if vcpu.stage2 { HCR_VM } else { 0 };
     let vector;
     // SAFETY: HYP-mode CP15 and banked-register writes that configure the
     // guest context; `__guest_enter` saves/restores all host callee-saved
@@ -185,6 +354,10 @@ guest_loop:
     beq     40f
     cmp     r0, #5
     beq     50f
+    cmp     r0, #6
+    beq     60f
+    cmp     r0, #7
+    beq     70f
     hvc     #0xffff
     b       guest_loop
 
@@ -223,6 +396,16 @@ guest_loop:
     str     r2, [r\n]
     .endr
 58: hvc     #5
+    b       guest_loop
+
+60: mov     r5, #0                  // SET_WAY: level 1, set 0, way 0
+    mcr     p15, 0, r5, c7, c14, 2  // DCCISW
+    hvc     #6
+    b       guest_loop
+
+70: mcr     p15, 0, r2, c1, c0, 0   // WRITE_SCTLR
+    isb
+    hvc     #7
     b       guest_loop
 "#
 );

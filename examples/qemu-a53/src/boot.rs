@@ -79,19 +79,44 @@ __hyp_vectors:
     guest_vec 2
     guest_vec 3
 
-    // u64 __guest_enter(VcpuRegs *vcpu /* x0 */)
-    // Saves the host callee-saved registers and the vcpu pointer on SP_EL2,
-    // loads guest x0..x30 from vcpu->x and erets (ELR/SPSR set by the caller).
+    // u64 __guest_enter(VcpuRegs *vcpu /* x0 */, FpRegs *fp /* x1 */)
+    // Saves the host callee-saved registers (x19..x30, d8..d15) and the two pointers on
+    // SP_EL2, loads the guest's FP/SIMD registers from *fp and x0..x30 from vcpu->x, and
+    // erets (ELR/SPSR set by the caller).
     .balign 4
     .global __guest_enter
 __guest_enter:
-    stp     x29, x30, [sp, #-96]!
+    stp     x29, x30, [sp, #-160]!
     stp     x19, x20, [sp, #16]
     stp     x21, x22, [sp, #32]
     stp     x23, x24, [sp, #48]
     stp     x25, x26, [sp, #64]
     stp     x27, x28, [sp, #80]
-    stp     x0, xzr, [sp, #-16]!
+    stp     d8, d9, [sp, #96]
+    stp     d10, d11, [sp, #112]
+    stp     d12, d13, [sp, #128]
+    stp     d14, d15, [sp, #144]
+    stp     x0, x1, [sp, #-16]!
+    ldp     q0, q1, [x1, #0]
+    ldp     q2, q3, [x1, #32]
+    ldp     q4, q5, [x1, #64]
+    ldp     q6, q7, [x1, #96]
+    ldp     q8, q9, [x1, #128]
+    ldp     q10, q11, [x1, #160]
+    ldp     q12, q13, [x1, #192]
+    ldp     q14, q15, [x1, #224]
+    ldp     q16, q17, [x1, #256]
+    ldp     q18, q19, [x1, #288]
+    ldp     q20, q21, [x1, #320]
+    ldp     q22, q23, [x1, #352]
+    ldp     q24, q25, [x1, #384]
+    ldp     q26, q27, [x1, #416]
+    ldp     q28, q29, [x1, #448]
+    ldp     q30, q31, [x1, #480]
+    add     x2, x1, #512
+    ldp     x2, x3, [x2]
+    msr     fpsr, x2
+    msr     fpcr, x3
     ldp     x2, x3, [x0, #16]
     ldp     x4, x5, [x0, #32]
     ldp     x6, x7, [x0, #48]
@@ -110,7 +135,7 @@ __guest_enter:
     ldp     x0, x1, [x0]
     eret
 
-    // Guest exit: SP_EL2 = [guest x0, guest x1][vcpu, 0][host frame]; x1 = vector.
+    // Guest exit: SP_EL2 = [guest x0, guest x1][vcpu, fp][host frame]; x1 = vector.
 __guest_exit:
     ldr     x0, [sp, #16]
     stp     x2, x3, [x0, #16]
@@ -129,22 +154,48 @@ __guest_exit:
     stp     x28, x29, [x0, #224]
     str     x30, [x0, #240]
     mov     x4, x1
-    ldp     x2, x3, [sp], #32       // guest x0, x1; drop the vcpu slot too
+    ldr     x5, [sp, #24]
+    stp     q0, q1, [x5, #0]
+    stp     q2, q3, [x5, #32]
+    stp     q4, q5, [x5, #64]
+    stp     q6, q7, [x5, #96]
+    stp     q8, q9, [x5, #128]
+    stp     q10, q11, [x5, #160]
+    stp     q12, q13, [x5, #192]
+    stp     q14, q15, [x5, #224]
+    stp     q16, q17, [x5, #256]
+    stp     q18, q19, [x5, #288]
+    stp     q20, q21, [x5, #320]
+    stp     q22, q23, [x5, #352]
+    stp     q24, q25, [x5, #384]
+    stp     q26, q27, [x5, #416]
+    stp     q28, q29, [x5, #448]
+    stp     q30, q31, [x5, #480]
+    mrs     x2, fpsr
+    mrs     x3, fpcr
+    add     x5, x5, #512
+    stp     x2, x3, [x5]
+    ldp     x2, x3, [sp], #32       // guest x0, x1; drop the pointer slot too
     stp     x2, x3, [x0]
     ldp     x19, x20, [sp, #16]
     ldp     x21, x22, [sp, #32]
     ldp     x23, x24, [sp, #48]
     ldp     x25, x26, [sp, #64]
     ldp     x27, x28, [sp, #80]
-    ldp     x29, x30, [sp], #96
+    ldp     d8, d9, [sp, #96]
+    ldp     d10, d11, [sp, #112]
+    ldp     d12, d13, [sp, #128]
+    ldp     d14, d15, [sp, #144]
+    ldp     x29, x30, [sp], #160
     mov     x0, x4
     ret
 "#
 );
 
 extern "C" {
-    /// Enters the guest; returns the vector number of its next exit.
-    pub fn __guest_enter(vcpu: *mut crate::guest::VcpuRegs) -> u64;
+    /// Enters the guest with its FP/SIMD registers from `fp` (saved there again at the exit);
+    /// returns the vector number of its next exit.
+    pub fn __guest_enter(vcpu: *mut crate::guest::VcpuRegs, fp: *mut crate::guest::FpRegs) -> u64;
 }
 
 /// Exception taken at EL2 from EL2: a hypervisor bug.

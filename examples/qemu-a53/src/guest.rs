@@ -19,6 +19,20 @@ pub struct VcpuRegs {
     pub stage2: bool,
     pub vttbr: u64,
     pub vtcr: u64,
+    /// HCR_EL2 to enter with (HCR_EL2.VM comes from `stage2`).
+    pub hcr: u64,
+    /// The guest's FP/SIMD registers, restored at entry and saved at exit by the world
+    /// switch, so the hypervisor's own (NEON-using) Rust code never clobbers them.
+    pub fp: FpRegs,
+}
+
+/// Guest FP/SIMD state: V0..V31, FPSR, FPCR (the layout `__guest_enter` assumes).
+#[repr(C, align(16))]
+#[derive(Clone, Debug)]
+pub struct FpRegs {
+    pub v: [u128; 32],
+    pub fpsr: u64,
+    pub fpcr: u64,
 }
 
 /// EL1h with D, A, I, F masked.
@@ -34,9 +48,18 @@ const HCR_AMO: u64 = 1 << 5;
 const HCR_TWI: u64 = 1 << 13;
 const HCR_TWE: u64 = 1 << 14;
 const HCR_TSC: u64 = 1 << 19;
+const HCR_TSW: u64 = 1 << 22;
+/// HCR_EL2.TVM: trap writes to the EL1 virtual-memory control registers.
+pub const HCR_TVM: u64 = 1 << 26;
 const HCR_RW: u64 = 1 << 31;
-/// Guest EL1 is AArch64; SMC, WFI, WFE trap; physical interrupts to EL2.
-const HCR_BASE: u64 = HCR_RW | HCR_TSC | HCR_TWI | HCR_TWE | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+/// Guest EL1 is AArch64; SMC, WFI, WFE and set/way trap; physical interrupts to EL2.
+const HCR_BASE: u64 =
+    HCR_RW | HCR_TSC | HCR_TWI | HCR_TWE | HCR_TSW | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+/// The Linux guest: AArch64 EL1; SMC (PSCI), WFI and set/way trap; IMO, FMO, AMO clear, so
+/// interrupts and SErrors go straight to the guest; SWIO (set/way invalidate as clean+inv).
+pub const HCR_LINUX: u64 = HCR_RW | HCR_TSC | HCR_TWI | HCR_TSW | HCR_SWIO;
+/// CNTHCTL_EL2: EL1PCTEN | EL1PCEN, the physical counter and timer not trapped.
+const CNTHCTL_EL1_ACCESS: u64 = 0b11;
 
 impl VcpuRegs {
     pub const fn new(pc: u64) -> Self {
@@ -49,14 +72,77 @@ impl VcpuRegs {
             stage2: false,
             vttbr: 0,
             vtcr: 0,
+            hcr: HCR_BASE,
+            fp: FpRegs {
+                v: [0; 32],
+                fpsr: 0,
+                fpcr: 0,
+            },
         }
     }
+
+    /// The arm64 boot protocol (Documentation/arm64/booting.rst): x0 = device tree, x1..x3
+    /// = 0, EL1h with D, A, I, F masked, MMU and data cache off; plus the Linux HCR.
+    pub fn boot_linux(&mut self, kernel: u64, dtb: u64) {
+        self.x = [0; 31];
+        self.x[0] = dtb;
+        self.pc = kernel;
+        self.spsr = SPSR_EL1H_MASKED;
+        self.sp_el1 = 0;
+        self.sctlr_el1 = SCTLR_EL1_MMU_OFF;
+        self.hcr = HCR_LINUX;
+    }
+}
+
+/// EL2 controls of the Linux guest: the generic timer direct (CNTHCTL_EL2, CNTVOFF_EL2 = 0)
+/// and the identification the guest reads (VPIDR_EL2 = MIDR_EL1, VMPIDR_EL2 = MPIDR_EL1).
+pub fn setup_linux_el2() {
+    // SAFETY: EL2 configuration registers of the guest context only.
+    unsafe {
+        asm!(
+            "msr cnthctl_el2, {cnthctl}",
+            "msr cntvoff_el2, xzr",
+            "mrs {t}, midr_el1",
+            "msr vpidr_el2, {t}",
+            "mrs {t}, mpidr_el1",
+            "msr vmpidr_el2, {t}",
+            "isb",
+            cnthctl = in(reg) CNTHCTL_EL1_ACCESS,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// The physical MPIDR_EL1 (what VMPIDR_EL2 gives the guest).
+pub fn mpidr() -> u64 {
+    let v;
+    // SAFETY: reading MPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// CNTPCT_EL0 and CNTFRQ_EL0.
+pub fn counter() -> (u64, u64) {
+    let (c, f);
+    // SAFETY: reading the generic counter has no side effects.
+    unsafe {
+        asm!(
+            "isb",
+            "mrs {c}, cntpct_el0",
+            "mrs {f}, cntfrq_el0",
+            c = out(reg) c,
+            f = out(reg) f,
+            options(nomem, nostack),
+        )
+    };
+    (c, f)
 }
 
 /// Runs the guest until its next exit; all guest registers are in `vcpu`
 /// afterwards, the syndrome in the returned value.
 pub fn run_guest(vcpu: &mut VcpuRegs) -> GuestExit {
-    let hcr = HCR_BASE | if vcpu.stage2 { HCR_VM } else { 0 };
+    let hcr = (vcpu.hcr & !HCR_VM) | if vcpu.stage2 { HCR_VM } else { 0 };
     let vector;
     // SAFETY: EL2 system register writes that configure the guest context;
     // `__guest_enter` saves/restores all host callee-saved registers and
@@ -80,7 +166,8 @@ pub fn run_guest(vcpu: &mut VcpuRegs) -> GuestExit {
             hcr = in(reg) hcr,
             options(nostack),
         );
-        vector = crate::boot::__guest_enter(vcpu);
+        let v: *mut VcpuRegs = vcpu;
+        vector = crate::boot::__guest_enter(v, core::ptr::addr_of_mut!((*v).fp));
     }
     let (esr, far, hpfar, elr, spsr, sp, sctlr): (u64, u64, u64, u64, u64, u64, u64);
     // SAFETY: reading EL2/EL1 system registers has no side effects.
@@ -169,6 +256,10 @@ guest_loop:
     b.eq    40f
     cmp     x0, #5
     b.eq    50f
+    cmp     x0, #6
+    b.eq    60f
+    cmp     x0, #7
+    b.eq    70f
     hvc     #0xffff
     b       guest_loop
 
@@ -206,6 +297,16 @@ guest_loop:
     str     w2, [x\n]
     .endr
 58: hvc     #5
+    b       guest_loop
+
+60: mov     x5, #0                  // SET_WAY: level 1, set 0, way 0
+    dc      cisw, x5
+    hvc     #6
+    b       guest_loop
+
+70: msr     sctlr_el1, x2           // WRITE_SCTLR
+    isb
+    hvc     #7
     b       guest_loop
 "#
 );

@@ -3,7 +3,8 @@
 //! Platform layer: boot (`boot`), PL011 output (`uart`), semihosting exit
 //! (`semihosting`), EL2 stage-1 MMU enable (`mmu`), guest entry/exit and the
 //! guest program (`guest`), tied together as [`A53`] implementing
-//! [`hyp_common::Platform`]. `main` currently runs the platform self-tests.
+//! [`hyp_common::Platform`], with the Linux guest's trap decoding and system registers in
+//! `traps`. `main` runs the platform self-tests, the check scenario, then the Linux guest.
 #![no_std]
 #![no_main]
 
@@ -14,11 +15,12 @@ mod boot;
 mod guest;
 mod mmu;
 mod semihosting;
+mod traps;
 
 use core::arch::asm;
 use core::fmt;
 use core::panic::PanicInfo;
-use hyp_common::{println, selftest, uart, Checks, GuestExit, Platform};
+use hyp_common::{println, selftest, uart, Checks, GuestExit, Platform, Trap};
 
 pub use guest::VcpuRegs;
 pub use mmu::HypMmuRegs;
@@ -99,6 +101,47 @@ impl Platform for A53 {
     fn run_guest(&mut self) -> GuestExit {
         guest::run_guest(&mut self.vcpu)
     }
+
+    /// The arm64 `Image` at 2 MiB into RAM (its `text_offset` is 0 since Linux 5.8).
+    const KERNEL_IPA: u64 = 0x4020_0000;
+    /// `Image` header: magic "ARM\x64" at offset 0x38.
+    const KERNEL_MAGIC: (usize, u32) = (0x38, 0x644d_5241);
+    const MAX_MMIO_SIZE: u8 = 8;
+    const EXPECT_SET_WAY: bool = false;
+    const SET_WAY_TRAPS: bool = true;
+
+    fn boot_linux(&mut self, kernel: u64, dtb: u64) {
+        self.vcpu.boot_linux(kernel, dtb);
+        guest::setup_linux_el2();
+    }
+
+    fn set_tvm(&mut self, on: bool) {
+        if on {
+            self.vcpu.hcr |= guest::HCR_TVM;
+        } else {
+            self.vcpu.hcr &= !guest::HCR_TVM;
+        }
+    }
+
+    fn classify(&mut self, exit: &GuestExit) -> Trap {
+        traps::classify(&mut self.vcpu, exit)
+    }
+
+    fn guest_sctlr(&self) -> u64 {
+        self.vcpu.sctlr_el1
+    }
+
+    fn guest_mpidr(&self) -> u64 {
+        guest::mpidr()
+    }
+
+    fn counter() -> u64 {
+        guest::counter().0
+    }
+
+    fn counter_freq() -> u64 {
+        guest::counter().1
+    }
 }
 
 fn current_el() -> u64 {
@@ -119,6 +162,7 @@ extern "C" fn hyp_main() -> ! {
     };
     selftest::guest_commands(&mut a53, &mut checks);
     hyp_common::scenario::run(&mut a53, &mut checks);
+    hyp_common::linux::run(&mut a53, &mut checks);
     let sctlr = mmu::sctlr_el2();
     let mci = mmu::SCTLR_M | mmu::SCTLR_C | mmu::SCTLR_I;
     checks.check("hyp_mmu_enabled", sctlr & mci == mci);
