@@ -54,6 +54,46 @@
 //! assert!(text.contains("0x40000000-0x40200000     2M L2 -> 0x000010000000 attrs=0x01"));
 //! ```
 //!
+//! ## Soundness
+//!
+//! Safe code cannot make pt-core dereference an address nobody vouched for. The promises are
+//! `unsafe`: an allocator is an `unsafe impl` of [`PageAllocator`] (it vouches for the
+//! pages and `phys_to_virt`), guest memory an `unsafe impl` of [`GuestMemory`], a walker over
+//! a root is built with the `unsafe fn` [`Walker::new`], and only [`Entries::set_raw`]
+//! (`unsafe`) stores an arbitrary descriptor. These do not compile:
+//!
+//! ```compile_fail,E0133
+//! use pt_core::testkit::{fake::Fake, Arena};
+//! use pt_core::{Geometry, PhysAddr, Walker, Format};
+//! let arena = Arena::standard();
+//! let geom = Geometry::new(Fake::LIMITS, 32).unwrap();
+//! // A made-up root: E0133, the constructor is unsafe.
+//! let w = Walker::<Fake, _>::new(geom, PhysAddr(0xdead_0000), &arena);
+//! ```
+//!
+//! ```compile_fail,E0200
+//! use pt_core::{PageAllocator, PhysAddr};
+//! struct Liar;
+//! // E0200: implementing the allocator contract needs `unsafe impl`.
+//! impl PageAllocator for Liar {
+//!     fn alloc_zeroed(&self) -> Option<PhysAddr> { Some(PhysAddr(0x1000)) }
+//!     fn alloc_contiguous_zeroed(&self, _: usize) -> Option<PhysAddr> { None }
+//!     fn free(&self, _: PhysAddr, _: usize) {}
+//!     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u64 { pa.0 as usize as *mut u64 }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0624
+//! use pt_core::testkit::fake::Fake;
+//! use pt_core::testkit::Arena;
+//! use pt_core::{Entries, Format, PhysAddr};
+//! // E0624: the raw store of a descriptor (a table pointing anywhere) is crate-private;
+//! // outside pt-core it is the unsafe `set_raw`.
+//! fn poke(e: &mut Entries<'_, Fake, Arena>) {
+//!     e.set(0, Fake::encode_table(PhysAddr(0xdead_0000), 1));
+//! }
+//! ```
+//!
 //! ## Features
 //!
 //! - `testkit` (off by default; needs `std`, for host tests only): the module `testkit`, an arena

@@ -1195,6 +1195,160 @@ fn short_cache_keeps_a_logged_block_and_its_bitmap() {
     empty_cache_keeps_logged_block::<Armv8>(40);
 }
 
+// ----- the IPA of a permission fault -----------------------------------------------------------
+
+fn stale_hpfar_is_not_used_for_a_permission_fault<A: TestArch>(ipa_bits: u8) {
+    // Dirty logging: two read-only logged pages. The guest writes page B; HPFAR (UNKNOWN for
+    // a permission fault) still holds page A from an earlier fault. The IPA must come from the
+    // guest's stage 1 (AT of FAR): B is made writable and dirty, A is untouched. With HPFAR,
+    // A would be made writable and B would fault for ever.
+    let arena = arena();
+    let mut s2 = vm::<A>(&arena, ipa_bits);
+    let mut cache = PageCache::<8>::new();
+    let (a, b) = (LOG + 0x1000, LOG + 0x2000);
+    for ipa in [a, b] {
+        cache.top_up(&arena, s2.fault_pages()).unwrap();
+        take(&mut s2, &mut cache, &load(trans(1)), ipa).unwrap();
+    }
+    log::clear();
+    log::queue_par(par_of(b));
+    let regs = A::regs_with_hpfar(&store(perm(3)), b, a);
+    let o = s2.handle_guest_abort(&mut cache, &regs).unwrap();
+    assert_eq!(
+        o,
+        AbortOutcome::Dirtied {
+            ipa: Ipa(b),
+            slot: S_LOG,
+            dissolved: false
+        }
+    );
+    assert!(s2.translate(Ipa(b)).unwrap().attrs.perms.write());
+    assert!(!s2.translate(Ipa(a)).unwrap().attrs.perms.write());
+    let s = s2.slot(S_LOG).unwrap();
+    let (ia, ib) = (s.gfn_offset(Ipa(a)).unwrap(), s.gfn_offset(Ipa(b)).unwrap());
+    assert_eq!(s2.is_dirty(S_LOG, ib), Ok(true));
+    assert_eq!(s2.is_dirty(S_LOG, ia), Ok(false));
+    // The translation instruction ran with FAR as its operand.
+    let at = if A::V8 { "at s1e1r" } else { "mcr ats1cpr" };
+    assert!(log::records().contains(&Record::Insn {
+        mnemonic: at,
+        operand: far_of(b)
+    }));
+    drop(s2);
+    cache.release(&arena);
+}
+
+#[test]
+fn permission_fault_ipa_comes_from_at_of_far_not_from_a_stale_hpfar() {
+    stale_hpfar_is_not_used_for_a_permission_fault::<Armv7>(32);
+    stale_hpfar_is_not_used_for_a_permission_fault::<Armv7>(40);
+    stale_hpfar_is_not_used_for_a_permission_fault::<Armv8>(32);
+    stale_hpfar_is_not_used_for_a_permission_fault::<Armv8>(40);
+}
+
+fn failed_far_translation_resumes<A: TestArch>(ipa_bits: u8) {
+    let arena = arena();
+    let mut s2 = vm::<A>(&arena, ipa_bits);
+    let mut cache = PageCache::<8>::new();
+    cache.top_up(&arena, s2.fault_pages()).unwrap();
+    take(&mut s2, &mut cache, &load(trans(1)), LOG + 0x3000).unwrap();
+    log::clear();
+    // No PAR queued: the guest's stage 1 no longer maps FAR (PAR.F = 1).
+    let regs = A::regs(&store(perm(3)), LOG + 0x3000);
+    assert_eq!(
+        s2.handle_guest_abort(&mut cache, &regs),
+        Ok(AbortOutcome::FarUntranslated)
+    );
+    assert!(AbortOutcome::FarUntranslated.resumes_guest());
+    assert!(!s2.translate(Ipa(LOG + 0x3000)).unwrap().attrs.perms.write());
+    assert_eq!(log::writes(), 0);
+    drop(s2);
+    cache.release(&arena);
+}
+
+#[test]
+fn permission_fault_whose_far_no_longer_translates_resumes_the_guest() {
+    failed_far_translation_resumes::<Armv7>(40);
+    failed_far_translation_resumes::<Armv8>(40);
+}
+
+fn translation_fault_uses_hpfar<A: TestArch>() {
+    let arena = arena();
+    let mut s2 = vm::<A>(&arena, 40);
+    let mut cache = PageCache::<8>::new();
+    cache.top_up(&arena, s2.fault_pages()).unwrap();
+    log::clear();
+    take(&mut s2, &mut cache, &store(trans(1)), SKEW + 0x2000).unwrap();
+    assert!(s2.translate(Ipa(SKEW + 0x2000)).is_some());
+    let at = if A::V8 { "at s1e1r" } else { "mcr ats1cpr" };
+    assert!(!log::records()
+        .iter()
+        .any(|r| matches!(r, Record::Insn { mnemonic, .. } if *mnemonic == at)));
+    // The decode marks which faults carry a valid HPFAR (ARM ARM: translation, access flag,
+    // address size, and any fault on a stage-1 walk).
+    let dec = |s: &Syn| A::decode_abort(&A::regs(s, RAM)).unwrap().ipa_valid;
+    assert!(dec(&load(trans(2))));
+    assert!(dec(&load(af(3))));
+    assert!(dec(&load(0b00_0001)));
+    assert!(!dec(&store(perm(3))));
+    assert!(!dec(&fetch(perm(2))));
+    assert!(dec(&Syn {
+        s1ptw: true,
+        ..store(perm(3))
+    }));
+    drop(s2);
+    cache.release(&arena);
+}
+
+#[test]
+fn translation_and_walk_faults_take_the_ipa_from_hpfar_without_an_address_translation() {
+    translation_fault_uses_hpfar::<Armv7>();
+    translation_fault_uses_hpfar::<Armv8>();
+}
+
+fn noexec_slot_refuses_fetches<A: TestArch>() {
+    let arena = arena();
+    let mut s2 = Stage2::<A, &Arena>::new(&arena, 40, 1).unwrap();
+    s2.add_memslot(SlotDesc {
+        ipa: Ipa(RAM),
+        size: BLOCK_2M,
+        host: PhysAddr(RAM_HOST),
+        flags: SlotFlags {
+            noexec: true,
+            ..SlotFlags::default()
+        },
+    })
+    .unwrap();
+    let mut cache = PageCache::<8>::new();
+    cache.top_up(&arena, s2.fault_pages()).unwrap();
+    assert_eq!(
+        take(&mut s2, &mut cache, &fetch(trans(1)), RAM + 0x40),
+        Ok(inject(
+            AbortKind::Instruction,
+            RAM + 0x40,
+            InjectReason::ExecuteNever
+        ))
+    );
+    take(&mut s2, &mut cache, &load(trans(1)), RAM + 0x40).unwrap();
+    assert_eq!(
+        take(&mut s2, &mut cache, &fetch(perm(2)), RAM + 0x40),
+        Ok(inject(
+            AbortKind::Instruction,
+            RAM + 0x40,
+            InjectReason::ExecuteNever
+        ))
+    );
+    assert!(!s2.translate(Ipa(RAM)).unwrap().attrs.perms.exec());
+    drop(s2);
+    cache.release(&arena);
+}
+
+#[test]
+fn instruction_fetch_from_a_noexec_slot_is_refused() {
+    noexec_slot_refuses_fetches::<Armv7>();
+    noexec_slot_refuses_fetches::<Armv8>();
+}
+
 // ----- undecodable syndromes -------------------------------------------------------------------
 
 fn not_an_abort_is_an_error<A: TestArch>() {
