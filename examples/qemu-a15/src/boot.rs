@@ -30,6 +30,23 @@ _start:
     bl      hyp_main
 3:  wfe
     b       3b
+
+    // Entry of a secondary CPU started by PSCI CPU_ON from `start_cpu`: QEMU's PSCI starts it
+    // in HYP mode (the caller's mode), ARM state, MMU off, with the context id in r0 (the
+    // CPU's index, 1..=3). Stack i of `.stack` (link.x), HVBAR, then Rust; .bss is the boot
+    // CPU's to zero.
+    .global _secondary_start
+_secondary_start:
+    and     r0, r0, #3
+    add     r1, r0, #1
+    ldr     r2, =__stack_bottom
+    add     sp, r2, r1, lsl #16     // (i + 1) * 64 KiB
+    ldr     r1, =__hyp_vectors
+    mcr     p15, 4, r1, c12, c0, 0  // HVBAR
+    isb
+    bl      secondary_main
+4:  wfe
+    b       4b
     .ltorg
 "#
 );
@@ -118,6 +135,8 @@ __guest_exit:
 );
 
 extern "C" {
+    /// Entry point of a secondary CPU (PSCI CPU_ON), with its index as the context id.
+    pub fn _secondary_start();
     /// Enters the guest; returns the vector number of its next exit.
     pub fn __guest_enter(vcpu: *mut crate::guest::VcpuRegs) -> u32;
 }

@@ -20,15 +20,22 @@ mod traps;
 use core::arch::asm;
 use core::fmt;
 use core::panic::PanicInfo;
+use hyp_common::linux::Shared;
 use hyp_common::{println, selftest, uart, Checks, GuestExit, Platform, Trap};
 
 pub use guest::VcpuRegs;
 pub use mmu::HypMmuRegs;
 
-/// The Cortex-A15 platform: the hypervisor with its one vcpu.
+/// The Cortex-A15 platform: the hypervisor on one physical CPU with the vCPU it runs.
 pub struct A15 {
     pub vcpu: VcpuRegs,
 }
+
+/// What the Linux guest's vCPUs share (one per CPU crate: statics cannot be generic).
+static LINUX: Shared<pt_hyp::Armv7> = Shared::new();
+
+/// The hyp MMU registers the boot CPU turned its MMU on with, for the secondaries.
+static HYP_MMU: spin::Once<HypMmuRegs> = spin::Once::new();
 
 impl Platform for A15 {
     type HypMmuRegs = HypMmuRegs;
@@ -66,6 +73,7 @@ impl Platform for A15 {
     }
 
     unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
+        HYP_MMU.call_once(|| *regs);
         // SAFETY: forwarded contract.
         unsafe { mmu::enable_hyp_mmu(regs) }
     }
@@ -157,6 +165,32 @@ impl Platform for A15 {
     fn counter_freq() -> u64 {
         guest::counter().1
     }
+
+    fn linux_shared() -> &'static Shared<pt_hyp::Armv7> {
+        &LINUX
+    }
+
+    fn cpu_index() -> usize {
+        (guest::mpidr() & 0xff) as usize
+    }
+
+    fn cpu_exists(index: usize) -> bool {
+        guest::cpu_exists(index)
+    }
+
+    fn start_cpu(index: usize) -> i32 {
+        guest::cpu_on(index, boot::_secondary_start as *const () as usize as u32)
+    }
+
+    /// Register values are 32-bit: the upper halves are dropped (an SMC32 CPU_ON has none).
+    fn boot_secondary(&mut self, entry: u64, context: u64) {
+        self.vcpu.boot_secondary(entry as u32, context as u32);
+        guest::setup_linux_hyp();
+    }
+
+    fn wait_for_interrupt() {
+        guest::wait_for_interrupt();
+    }
 }
 
 fn cpsr_mode() -> u32 {
@@ -186,6 +220,21 @@ extern "C" fn hyp_main() -> ! {
     checks.check("hyp_mmu_enabled", sctlr & mci == mci);
     checks.check("uart_after_mmu", uart::read_reg(uart::PERIPH_ID0) == 0x11);
     checks.finish()
+}
+
+/// A secondary CPU, from `_secondary_start` (own stack and vectors): the boot CPU's hyp MMU
+/// registers (the same tables), then the life of its vCPU.
+#[no_mangle]
+extern "C" fn secondary_main() -> ! {
+    if let Some(regs) = HYP_MMU.get() {
+        // SAFETY: the boot CPU's tables map all of RAM (this CPU's code, stack and data
+        // included) and the UART at their identity addresses; this CPU runs the same code.
+        unsafe { mmu::enable_hyp_mmu(regs) };
+    }
+    let mut a15 = A15 {
+        vcpu: VcpuRegs::new(0),
+    };
+    hyp_common::linux::secondary(&mut a15)
 }
 
 #[panic_handler]

@@ -33,6 +33,29 @@ _start:
     bl      hyp_main
 3:  wfe
     b       3b
+
+    // Entry of a secondary CPU started by PSCI CPU_ON from `start_cpu` (QEMU's PSCI starts it
+    // at EL2, MMU off, with the context id in x0: the CPU's index, 1..=3). The same EL2 set-up
+    // as the boot CPU except for .bss; stack i of `.stack` (link.x); then Rust.
+    .global _secondary_start
+_secondary_start:
+    mov     x9, #0x33ff
+    msr     cptr_el2, x9
+    isb
+    msr     spsel, #1
+    and     x0, x0, #3
+    adrp    x9, __stack_bottom
+    add     x9, x9, :lo12:__stack_bottom
+    add     x10, x0, #1
+    lsl     x10, x10, #16           // (i + 1) * 64 KiB
+    add     sp, x9, x10
+    adrp    x9, __hyp_vectors
+    add     x9, x9, :lo12:__hyp_vectors
+    msr     vbar_el2, x9
+    isb
+    bl      secondary_main
+4:  wfe
+    b       4b
 "#
 );
 
@@ -193,6 +216,8 @@ __guest_exit:
 );
 
 extern "C" {
+    /// Entry point of a secondary CPU (PSCI CPU_ON), with its index as the context id.
+    pub fn _secondary_start();
     /// Enters the guest with its FP/SIMD registers from `fp` (saved there again at the exit);
     /// returns the vector number of its next exit.
     pub fn __guest_enter(vcpu: *mut crate::guest::VcpuRegs, fp: *mut crate::guest::FpRegs) -> u64;

@@ -92,6 +92,59 @@ impl VcpuRegs {
         self.sctlr_el1 = SCTLR_EL1_MMU_OFF;
         self.hcr = HCR_LINUX;
     }
+
+    /// A vCPU turned on by the guest's PSCI CPU_ON (DEN 0022 6.4, AArch64 caller): pc =
+    /// `entry`, x0 = `context`, the other registers 0, EL1h with D, A, I, F masked, MMU and
+    /// caches off; plus the Linux HCR.
+    pub fn boot_secondary(&mut self, entry: u64, context: u64) {
+        self.boot_linux(entry, context);
+    }
+}
+
+/// Function IDs of the platform's PSCI (QEMU's, answering SMCs from EL2 when there is no EL3).
+const PSCI_CPU_ON_64: u64 = 0xc400_0003;
+const PSCI_AFFINITY_INFO_64: u64 = 0xc400_0004;
+
+/// One PSCI call to the platform's firmware (QEMU `virt` with virtualization and no EL3
+/// implements PSCI in the emulator behind `smc` from EL2: its conduit is SMC). Returns x0.
+fn psci(fid: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let r: u64;
+    // SAFETY: an SMCCC call; the firmware (QEMU) reads x0..x3, writes x0 and may clobber
+    // x1..x17 (SMCCC 1.0), declared as clobbered.
+    unsafe {
+        asm!(
+            "smc #0",
+            inout("x0") fid => r,
+            inout("x1") a1 => _,
+            inout("x2") a2 => _,
+            inout("x3") a3 => _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+            out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+            out("x12") _, out("x13") _, out("x14") _, out("x15") _,
+            out("x16") _, out("x17") _,
+            options(nostack),
+        )
+    };
+    r as i64
+}
+
+/// PSCI CPU_ON of physical CPU `index` (MPIDR Aff0 = index on QEMU `virt`) at `entry`, with
+/// `index` as its context id.
+pub fn cpu_on(index: usize, entry: u64) -> i32 {
+    psci(PSCI_CPU_ON_64, index as u64, entry, index as u64) as i32
+}
+
+/// Whether physical CPU `index` exists: PSCI AFFINITY_INFO (level 0) does not answer
+/// INVALID_PARAMETERS (-2).
+pub fn cpu_exists(index: usize) -> bool {
+    psci(PSCI_AFFINITY_INFO_64, index as u64, 0, 0) != -2
+}
+
+/// Waits for an interrupt (`wfi`) at EL2; any pending physical interrupt wakes it, including
+/// one routed to EL1 (HCR_EL2.IMO clear), which is then taken by the guest.
+pub fn wait_for_interrupt() {
+    // SAFETY: `dsb sy; wfi` only waits; no memory or register effects.
+    unsafe { asm!("dsb sy", "wfi", options(nostack)) };
 }
 
 /// EL2 controls of the Linux guest: the generic timer direct (CNTHCTL_EL2, CNTVOFF_EL2 = 0)

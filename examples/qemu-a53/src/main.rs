@@ -20,15 +20,22 @@ mod traps;
 use core::arch::asm;
 use core::fmt;
 use core::panic::PanicInfo;
+use hyp_common::linux::Shared;
 use hyp_common::{println, selftest, uart, Checks, GuestExit, Platform, Trap};
 
 pub use guest::VcpuRegs;
 pub use mmu::HypMmuRegs;
 
-/// The Cortex-A53 platform: the hypervisor with its one vcpu.
+/// The Cortex-A53 platform: the hypervisor on one physical CPU with the vCPU it runs.
 pub struct A53 {
     pub vcpu: VcpuRegs,
 }
+
+/// What the Linux guest's vCPUs share (one per CPU crate: statics cannot be generic).
+static LINUX: Shared<pt_hyp::Armv8> = Shared::new();
+
+/// The hyp MMU registers the boot CPU turned its MMU on with, for the secondaries.
+static HYP_MMU: spin::Once<HypMmuRegs> = spin::Once::new();
 
 impl Platform for A53 {
     type HypMmuRegs = HypMmuRegs;
@@ -64,6 +71,7 @@ impl Platform for A53 {
     }
 
     unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
+        HYP_MMU.call_once(|| *regs);
         // SAFETY: forwarded contract.
         unsafe { mmu::enable_hyp_mmu(regs) }
     }
@@ -142,6 +150,31 @@ impl Platform for A53 {
     fn counter_freq() -> u64 {
         guest::counter().1
     }
+
+    fn linux_shared() -> &'static Shared<pt_hyp::Armv8> {
+        &LINUX
+    }
+
+    fn cpu_index() -> usize {
+        (guest::mpidr() & 0xff) as usize
+    }
+
+    fn cpu_exists(index: usize) -> bool {
+        guest::cpu_exists(index)
+    }
+
+    fn start_cpu(index: usize) -> i32 {
+        guest::cpu_on(index, boot::_secondary_start as *const () as usize as u64)
+    }
+
+    fn boot_secondary(&mut self, entry: u64, context: u64) {
+        self.vcpu.boot_secondary(entry, context);
+        guest::setup_linux_el2();
+    }
+
+    fn wait_for_interrupt() {
+        guest::wait_for_interrupt();
+    }
 }
 
 fn current_el() -> u64 {
@@ -168,6 +201,21 @@ extern "C" fn hyp_main() -> ! {
     checks.check("hyp_mmu_enabled", sctlr & mci == mci);
     checks.check("uart_after_mmu", uart::read_reg(uart::PERIPH_ID0) == 0x11);
     checks.finish()
+}
+
+/// A secondary CPU, from `_secondary_start` (own stack and vectors): the boot CPU's hyp MMU
+/// registers (the same tables), then the life of its vCPU.
+#[no_mangle]
+extern "C" fn secondary_main() -> ! {
+    if let Some(regs) = HYP_MMU.get() {
+        // SAFETY: the boot CPU's tables map all of RAM (this CPU's code, stack and data
+        // included) and the UART at their identity addresses; this CPU runs the same code.
+        unsafe { mmu::enable_hyp_mmu(regs) };
+    }
+    let mut a53 = A53 {
+        vcpu: VcpuRegs::new(0),
+    };
+    hyp_common::linux::secondary(&mut a53)
 }
 
 #[panic_handler]
