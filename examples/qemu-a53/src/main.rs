@@ -17,7 +17,7 @@ mod mmu;
 mod semihosting;
 mod traps;
 
-use core::arch::asm;
+use aarch64_cpu::registers::{CurrentEL, Readable};
 use core::fmt;
 use core::panic::PanicInfo;
 use hyp_common::linux::Shared;
@@ -178,10 +178,7 @@ impl Platform for A53 {
 }
 
 fn current_el() -> u64 {
-    let el: u64;
-    // SAFETY: reading CurrentEL has no side effects.
-    unsafe { asm!("mrs {}, CurrentEL", out(reg) el, options(nomem, nostack)) };
-    (el >> 2) & 3
+    CurrentEL.read(CurrentEL::EL)
 }
 
 #[no_mangle]
