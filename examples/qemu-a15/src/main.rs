@@ -1,7 +1,7 @@
 //! Example hypervisor for QEMU `virt` with a Cortex-A15 in HYP mode.
 //!
 //! Platform layer: boot (`boot`), PL011 output (`uart`), semihosting exit
-//! (`semihosting`), HYP stage-1 MMU enable (`mmu`), guest entry/exit and the
+//! (the `semihosting` crate), HYP stage-1 MMU enable (`mmu`), guest entry/exit and the
 //! guest program (`guest`), tied together as [`A15`] implementing
 //! [`hyp_common::Platform`], with the Linux guest's trap decoding and system registers in
 //! `traps`. `main` runs the platform self-tests, the check scenario, then the Linux guest.
@@ -14,7 +14,6 @@ compile_error!("qemu-a15 builds only for --target armv7a-none-eabi");
 mod boot;
 mod guest;
 mod mmu;
-mod semihosting;
 mod traps;
 
 use core::arch::asm;
@@ -69,7 +68,7 @@ impl Platform for A15 {
     }
 
     fn exit(code: u32) -> ! {
-        semihosting::exit(code)
+        exit_qemu(code)
     }
 
     unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
@@ -237,8 +236,15 @@ extern "C" fn secondary_main() -> ! {
     hyp_common::linux::secondary(&mut a15)
 }
 
+/// Ends the QEMU run through semihosting (`-semihosting`, the `semihosting` crate: SYS_EXIT,
+/// or SYS_EXIT_EXTENDED with the code where the ABI needs it): exit status 0 for `code == 0`,
+/// non-zero otherwise.
+fn exit_qemu(code: u32) -> ! {
+    semihosting::process::exit(code as i32)
+}
+
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     println!("PANIC: {}", info);
-    semihosting::exit(101)
+    exit_qemu(101)
 }

@@ -1,7 +1,7 @@
 //! Example hypervisor for QEMU `virt` with a Cortex-A53 at EL2.
 //!
 //! Platform layer: boot (`boot`), PL011 output (`uart`), semihosting exit
-//! (`semihosting`), EL2 stage-1 MMU enable (`mmu`), guest entry/exit and the
+//! (the `semihosting` crate), EL2 stage-1 MMU enable (`mmu`), guest entry/exit and the
 //! guest program (`guest`), tied together as [`A53`] implementing
 //! [`hyp_common::Platform`], with the Linux guest's trap decoding and system registers in
 //! `traps`. `main` runs the platform self-tests, the check scenario, then the Linux guest.
@@ -14,7 +14,6 @@ compile_error!("qemu-a53 builds only for --target aarch64-unknown-none");
 mod boot;
 mod guest;
 mod mmu;
-mod semihosting;
 mod traps;
 
 use aarch64_cpu::registers::{CurrentEL, Readable};
@@ -67,7 +66,7 @@ impl Platform for A53 {
     }
 
     fn exit(code: u32) -> ! {
-        semihosting::exit(code)
+        exit_qemu(code)
     }
 
     unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
@@ -215,8 +214,15 @@ extern "C" fn secondary_main() -> ! {
     hyp_common::linux::secondary(&mut a53)
 }
 
+/// Ends the QEMU run through semihosting (`-semihosting`, the `semihosting` crate: SYS_EXIT,
+/// or SYS_EXIT_EXTENDED with the code where the ABI needs it): exit status 0 for `code == 0`,
+/// non-zero otherwise.
+fn exit_qemu(code: u32) -> ! {
+    semihosting::process::exit(code as i32)
+}
+
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     println!("PANIC: {}", info);
-    semihosting::exit(101)
+    exit_qemu(101)
 }
