@@ -262,16 +262,17 @@ impl fmt::Display for GuestExit {
     }
 }
 
-/// The platform layer of one CPU: one hypervisor with one vcpu.
-///
-/// Implemented by `qemu_a53::A53` and `qemu_a15::A15`; scenarios are written
-/// generically against it.
 /// Prints `args` and a newline through the platform's UART.
 pub fn println_p<P: Platform>(args: fmt::Arguments<'_>) {
     P::print(args);
     P::print(format_args!("\n"));
 }
 
+/// The platform layer of one CPU: the hypervisor on one physical CPU with the vCPU it runs
+/// (each CPU of a multi-CPU run has its own value; what they share is in [`linux::Shared`]).
+///
+/// Implemented by `qemu_a53::A53` and `qemu_a15::A15`; scenarios are written
+/// generically against it.
 pub trait Platform {
     /// Register values for the hypervisor's own stage-1 translation
     /// (`HypMmuRegs` of the CPU crate).
