@@ -510,6 +510,12 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
         "linux_writer_on_every_cpu",
         dev.report(Report::Writers) == Some(true),
     );
+    // Dirty logging's write faults arrive only between the start of the migration and the
+    // switch: every vCPU writing then took some.
+    checks.check(
+        "linux_dirty_write_faults_on_every_vcpu",
+        per_vcpu[..cpus].iter().all(|s| s.dirtied > 0),
+    );
     let rounds = mig.rounds();
     checks.check(
         "linux_dirty_rounds",
@@ -545,6 +551,12 @@ pub fn run<P: Platform>(p: &mut P, checks: &mut Checks<P>) {
     stat("s2_mapped_2m_blocks", total.mapped_2m);
     stat("s2_mapped_4k_pages", total.mapped_4k);
     stat("s2_dirty_write_faults", total.dirtied);
+    for (i, s) in per_vcpu.iter().enumerate().take(cpus) {
+        say(format_args!(
+            "STAT s2_dirty_write_faults_vcpu{i} {}",
+            s.dirtied
+        ));
+    }
     stat("s2_made_writable", total.made_writable);
     stat("s2_access_flag", total.access_flag);
     stat("s2_spurious", total.spurious);
