@@ -257,6 +257,8 @@ fn build_dtb(spec: &GuestSpec, dir: &Path, initrd_len: u64) -> Result<PathBuf> {
         .args([
             "-cpu",
             spec.qemu_cpu,
+            "-smp",
+            &crate::smp().to_string(),
             "-m",
             "256M",
             "-nographic",

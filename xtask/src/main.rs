@@ -26,6 +26,19 @@ const TOOLCHAIN: &str = "1.95.0";
 /// Host RAM of the hypervisor runs: the hypervisor, its table pools, and the two 256 MiB
 /// guest RAM buffers (VM A at 0x5000_0000, VM B at 0x6000_0000).
 const HYP_RAM: &str = "1G";
+/// Physical CPUs of every QEMU run (`-smp`), and so the guest's vCPUs: 4, or `XTASK_SMP`
+/// (1 to 4) for a comparison run (e.g. `XTASK_SMP=1 cargo xtask qemu` for the boot time with
+/// one vCPU).
+const SMP_DEFAULT: u32 = 4;
+
+/// The `-smp` value of the QEMU runs and of the guest's device tree.
+pub(crate) fn smp() -> u32 {
+    env::var("XTASK_SMP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=4).contains(n))
+        .unwrap_or(SMP_DEFAULT)
+}
 const DEBIAN_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 const BACKPORTS_SOURCES: &str = "/etc/apt/sources.list.d/bookworm-backports.sources";
 
@@ -395,7 +408,12 @@ fn qemu() -> Result<()> {
     build_all()?;
     let guests = prepare_guests()?;
     let mut reports = Vec::new();
+    // `XTASK_ONLY=a53` (or `a15`) runs one image, for iterating on it.
+    let only = env::var("XTASK_ONLY").ok();
     for (image, parts) in IMAGES.iter().zip(&guests) {
+        if only.as_deref().is_some_and(|o| o != image.cpu) {
+            continue;
+        }
         reports.push(run_image(image, parts)?);
     }
     print_summary(&reports);
@@ -516,6 +534,8 @@ fn run_image(image: &Image, parts: &guest::GuestParts) -> Result<RunReport> {
             image.qemu_cpu,
             "-m",
             "256M",
+            "-smp",
+            &smp().to_string(),
         ])
         .args(["-nographic", "-net", "none", "-kernel"])
         .arg(&parts.kernel)
@@ -550,6 +570,8 @@ fn run_image(image: &Image, parts: &guest::GuestParts) -> Result<RunReport> {
         "virt,virtualization=on,highmem=off",
         "-cpu",
         image.qemu_cpu,
+        "-smp",
+        &smp().to_string(),
     ])
     .args(["-m", HYP_RAM, "-nographic", "-semihosting", "-net", "none"])
     .arg("-kernel")

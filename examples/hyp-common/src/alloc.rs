@@ -1,10 +1,13 @@
 //! A page allocator over a physical range of the hypervisor's (identity-mapped) RAM, for the
 //! page tables that pt-hyp builds: first-fit over a bitmap, with aligned contiguous runs for
 //! concatenated stage-2 roots, and a live-page count for the leak checks.
+//!
+//! The pool is `Sync`: its bitmap and count sit behind a [`spin::Mutex`], so one pool (a
+//! `static`) serves the page caches of every vCPU at once, each topping up its own cache on its
+//! own CPU before it takes the VM's lock. Pages are zeroed outside the pool's lock.
 
-use core::cell::Cell;
-use core::cell::RefCell;
 use pt_core::{GuestMemory, GuestMemoryError, PageAllocator, PhysAddr};
+use spin::Mutex;
 
 /// Pages managed at most.
 pub const MAX_PAGES: usize = 2048;
@@ -13,8 +16,13 @@ pub const MAX_PAGES: usize = 2048;
 pub struct PagePool {
     base: u64,
     pages: usize,
-    used: RefCell<[u64; MAX_PAGES / 64]>,
-    live: Cell<usize>,
+    inner: Mutex<Inner>,
+}
+
+/// The pool's mutable state: which pages are handed out, and how many.
+struct Inner {
+    used: [u64; MAX_PAGES / 64],
+    live: usize,
 }
 
 impl PagePool {
@@ -24,18 +32,19 @@ impl PagePool {
         Self {
             base,
             pages,
-            used: RefCell::new([0; MAX_PAGES / 64]),
-            live: Cell::new(0),
+            inner: Mutex::new(Inner {
+                used: [0; MAX_PAGES / 64],
+                live: 0,
+            }),
         }
     }
 
     /// Pages currently handed out.
     pub fn live_pages(&self) -> usize {
-        self.live.get()
+        self.inner.lock().live
     }
 
-    fn find(&self, n: usize) -> Option<usize> {
-        let used = self.used.borrow();
+    fn find(&self, used: &[u64; MAX_PAGES / 64], n: usize) -> Option<usize> {
         let is_used = |i: usize| used[i / 64] & (1 << (i % 64)) != 0;
         let mut i = 0;
         while i + n <= self.pages {
@@ -54,22 +63,26 @@ impl PagePool {
     }
 
     fn take(&self, n: usize) -> Option<PhysAddr> {
-        let i = self.find(n)?;
-        let mut used = self.used.borrow_mut();
-        for j in i..i + n {
-            used[j / 64] |= 1 << (j % 64);
-        }
+        let i = {
+            let mut inner = self.inner.lock();
+            let i = self.find(&inner.used, n)?;
+            for j in i..i + n {
+                inner.used[j / 64] |= 1 << (j % 64);
+            }
+            inner.live += n;
+            i
+        };
         let pa = self.base + (i as u64) * 4096;
-        // SAFETY: the pool owns these pages exclusively (identity mapped, not in use); zero them
-        // before they are handed out as tables.
+        // SAFETY: the pages were just marked used under the lock, so this caller owns them
+        // exclusively (identity mapped, not in use by anyone); zero them before they are handed
+        // out as tables.
         unsafe { core::ptr::write_bytes(pa as usize as *mut u8, 0, n * 4096) };
-        self.live.set(self.live.get() + n);
         Some(PhysAddr(pa))
     }
 }
 
-// SAFETY: the pool owns its identity-mapped range exclusively; each page is handed out once,
-// zeroed, until freed, and `phys_to_virt` is the identity the hypervisor's own tables map as
+// SAFETY: the pool owns its identity-mapped range exclusively; each page is handed out once
+// (marked under the lock, so two CPUs never get the same page), zeroed, until freed, and `phys_to_virt` is the identity the hypervisor's own tables map as
 // normal cacheable memory.
 unsafe impl PageAllocator for PagePool {
     fn alloc_zeroed(&self) -> Option<PhysAddr> {
@@ -84,12 +97,18 @@ unsafe impl PageAllocator for PagePool {
     }
 
     fn free(&self, pa: PhysAddr, pages: usize) {
-        let first = ((pa.0 - self.base) / 4096) as usize;
-        let mut used = self.used.borrow_mut();
-        for j in first..first + pages {
-            used[j / 64] &= !(1 << (j % 64));
+        // Pages the pool never handed out are ignored (no panic on a caller's bad value).
+        let Some(first) = pa.0.checked_sub(self.base).map(|o| (o / 4096) as usize) else {
+            return;
+        };
+        if first.saturating_add(pages) > self.pages {
+            return;
         }
-        self.live.set(self.live.get() - pages);
+        let mut inner = self.inner.lock();
+        for j in first..first + pages {
+            inner.used[j / 64] &= !(1 << (j % 64));
+        }
+        inner.live = inner.live.saturating_sub(pages);
     }
 
     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u64 {

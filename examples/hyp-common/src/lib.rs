@@ -262,16 +262,17 @@ impl fmt::Display for GuestExit {
     }
 }
 
-/// The platform layer of one CPU: one hypervisor with one vcpu.
-///
-/// Implemented by `qemu_a53::A53` and `qemu_a15::A15`; scenarios are written
-/// generically against it.
 /// Prints `args` and a newline through the platform's UART.
 pub fn println_p<P: Platform>(args: fmt::Arguments<'_>) {
     P::print(args);
     P::print(format_args!("\n"));
 }
 
+/// The platform layer of one CPU: the hypervisor on one physical CPU with the vCPU it runs
+/// (each CPU of a multi-CPU run has its own value; what they share is in [`linux::Shared`]).
+///
+/// Implemented by `qemu_a53::A53` and `qemu_a15::A15`; scenarios are written
+/// generically against it.
 pub trait Platform {
     /// Register values for the hypervisor's own stage-1 translation
     /// (`HypMmuRegs` of the CPU crate).
@@ -388,6 +389,30 @@ pub trait Platform {
     /// The generic timer's physical count (CNTPCT) and frequency (CNTFRQ, Hz).
     fn counter() -> u64;
     fn counter_freq() -> u64;
+
+    // ---- Several physical CPUs, one vCPU of the Linux guest on each (see [`linux`]) ----
+
+    /// The state the Linux guest's vCPUs share: a `static` of the CPU crate (statics cannot be
+    /// generic over the architecture).
+    fn linux_shared() -> &'static linux::Shared<Self::Arch>;
+    /// Index of the physical CPU running the caller: MPIDR Aff0 (QEMU `virt` numbers up to 8
+    /// CPUs in Aff0 with the higher affinity fields 0).
+    fn cpu_index() -> usize;
+    /// Whether physical CPU `index` exists: the platform's PSCI `AFFINITY_INFO` (QEMU's,
+    /// called from EL2 / HYP mode) does not answer `INVALID_PARAMETERS` for it.
+    fn cpu_exists(index: usize) -> bool;
+    /// Starts physical CPU `index` at the CPU crate's secondary entry (own stack, vectors,
+    /// hyp MMU, then [`linux::secondary`]) through the platform's PSCI `CPU_ON`; returns the
+    /// PSCI result (0 = success).
+    fn start_cpu(index: usize) -> i32;
+    /// Puts the vCPU into the state PSCI `CPU_ON` asks for (DEN 0022 6.4): pc = `entry`
+    /// (AArch32: bit 0 selects Thumb), register 0 = `context`, MMU and caches off, EL1h / SVC
+    /// with interrupts masked; and sets up this CPU's EL2 controls as [`Self::boot_linux`]
+    /// does (VMPIDR = this CPU's MPIDR).
+    fn boot_secondary(&mut self, entry: u64, context: u64);
+    /// Waits in the hypervisor for an interrupt of this CPU (`wfi`): the guest's trapped WFI.
+    /// An interrupt routed to the guest (HCR.IMO clear) is a wake-up event all the same.
+    fn wait_for_interrupt();
 }
 
 /// Collects `CHECK` results and ends the run with their verdict.

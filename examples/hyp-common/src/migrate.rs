@@ -1,7 +1,7 @@
 //! Live migration of a VM's RAM to a second VM by pre-copy, the proof of dirty logging: log
 //! the source's RAM slot, copy all of it, copy the pages dirtied since round after round while
 //! the guest runs, then stop-and-copy (the guest is stopped while the hypervisor runs) and
-//! compare both buffers byte for byte. [`crate::linux`] then switches the vCPU to the
+//! compare both buffers byte for byte. [`crate::linux`] then switches every vCPU to the
 //! destination VM and tears the source down.
 
 use crate::alloc::PagePool;
@@ -97,19 +97,13 @@ impl Migration {
         }
     }
 
-    /// Starts: dirty logging on `slot` of `vm` (write-protects what is mapped), then the
-    /// first full copy of its `pages` pages from `src` to `dst`. `clock` reads the generic
-    /// counter (`freq` Hz): the rounds are timed from the end of the copy.
-    #[allow(clippy::too_many_arguments)]
+    /// Starts: dirty logging on `slot` of `vm` (write-protects what is mapped). Call with the
+    /// VM's lock held, then [`Self::full_copy`] without it.
     pub fn start<A: Arch>(
         &mut self,
         vm: &mut Stage2<A, &PagePool>,
         slot: SlotId,
-        src: u64,
-        dst: u64,
         pages: u64,
-        clock: impl Fn() -> u64,
-        freq: u64,
     ) -> Result<(), pt_hyp::Error> {
         if pages as usize > MAX_PAGES {
             self.state = State::Failed;
@@ -119,13 +113,26 @@ impl Migration {
             self.state = State::Failed;
             return Err(e);
         }
-        copy_pages(src, dst, pages);
+        self.state = State::PreCopy;
+        Ok(())
+    }
+
+    /// The first copy of all `pages` pages from `src` to `dst`, while the vCPUs run (every
+    /// write they make meanwhile is in the dirty log). `clock` reads the generic counter
+    /// (`freq` Hz): the rounds are timed from the end of the copy.
+    pub fn full_copy(
+        &mut self,
+        src: u64,
+        dst: u64,
+        pages: u64,
+        clock: impl Fn() -> u64,
+        freq: u64,
+    ) {
+        copy_pages(src, dst, pages.min(MAX_PAGES as u64));
         let now = clock();
         self.interval = freq * ROUND_MS / 1000;
         self.next_round_at = now + self.interval;
         self.min_end_at = now + freq * MIN_PRECOPY_MS / 1000;
-        self.state = State::PreCopy;
-        Ok(())
     }
 
     /// Whether a pre-copy round is due at counter value `now`.
@@ -133,18 +140,21 @@ impl Migration {
         self.state == State::PreCopy && now >= self.next_round_at
     }
 
-    /// One round: fetch and clear the dirty log (re-protecting those pages) and copy the dirty
-    /// pages; the next round is due one interval after this one ends (`clock`). Returns the
-    /// number of pages.
-    pub fn round<A: Arch>(
+    /// One round, first half (with the VM's lock held): fetch and clear the dirty log,
+    /// re-protecting those pages. Returns the number of pages.
+    pub fn fetch_log<A: Arch>(
         &mut self,
         vm: &mut Stage2<A, &PagePool>,
         slot: SlotId,
-        src: u64,
-        dst: u64,
-        clock: impl Fn() -> u64,
     ) -> Result<u64, pt_hyp::Error> {
-        let n = vm.get_dirty_log(slot, &mut self.bitmap)?;
+        vm.get_dirty_log(slot, &mut self.bitmap)
+    }
+
+    /// One round, second half (without the VM's lock): copy the `n` pages of the fetched log
+    /// from `src` to `dst`; the next round is due one interval after this one ends (`clock`).
+    /// A page written again while this copies was re-protected by the fetch, so its new
+    /// contents are in the next round's log.
+    pub fn copy_logged(&mut self, n: u64, src: u64, dst: u64, clock: impl Fn() -> u64) {
         for (w, &word) in self.bitmap.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -158,7 +168,6 @@ impl Migration {
             self.n_rounds += 1;
         }
         self.next_round_at = clock() + self.interval;
-        Ok(n)
     }
 
     /// Whether the pre-copy should end after a round of `last` pages at counter value `now`;
@@ -170,8 +179,8 @@ impl Migration {
         self.stop_due
     }
 
-    /// Stop-and-copy (the guest is not running): the last round, then the byte comparison of
-    /// all `pages` pages. Returns the number of mismatched pages.
+    /// Stop-and-copy (no vCPU is running the guest): the last round, then the byte comparison
+    /// of all `pages` pages. Returns the number of mismatched pages.
     pub fn stop_and_copy<A: Arch>(
         &mut self,
         vm: &mut Stage2<A, &PagePool>,
@@ -181,7 +190,8 @@ impl Migration {
         pages: u64,
         clock: impl Fn() -> u64,
     ) -> Result<u64, pt_hyp::Error> {
-        self.round(vm, slot, src, dst, clock)?;
+        let n = self.fetch_log(vm, slot)?;
+        self.copy_logged(n, src, dst, clock);
         let bad = (0..pages).filter(|&i| page_differs(src, dst, i)).count() as u64;
         self.mismatched_pages = Some(bad);
         self.state = if bad == 0 { State::Done } else { State::Failed };

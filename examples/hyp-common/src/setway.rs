@@ -21,7 +21,8 @@ pub struct Decision {
     pub tvm: Option<bool>,
 }
 
-/// Set/way state of one VM (one vCPU) and the counts for the summary.
+/// Set/way state of one vCPU (KVM keeps it per vCPU: HCR.TVM is per vCPU) and the counts for
+/// the summary.
 #[derive(Default)]
 pub struct SetWay {
     tvm: bool,

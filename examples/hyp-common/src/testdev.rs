@@ -43,7 +43,14 @@ pub enum Report {
     /// A virtio-mmio transport's magic register (outside every slot, not passed through)
     /// read as zero after a write to it.
     ReadAsZero = 5,
+    /// The guest saw as many CPUs as its device tree gives it (`nproc`).
+    Cpus = 6,
+    /// One writer pinned to every CPU ran during the migration and finished.
+    Writers = 7,
 }
+
+/// Reports kept at most.
+const MAX_REPORTS: usize = 12;
 
 /// Device state and what the guest did with it.
 #[derive(Default)]
@@ -56,8 +63,8 @@ pub struct TestDevice {
     /// possible if a write of another size came in between).
     pub mismatched_reads: u32,
     last_write: Option<(u8, u64)>,
-    /// Reports received: `(what, passed)` in arrival order (at most 8 kept).
-    reports: [Option<(u8, bool)>; 8],
+    /// Reports received: `(what, passed)` in arrival order (at most [`MAX_REPORTS`] kept).
+    reports: [Option<(u8, bool)>; MAX_REPORTS],
     /// Set by a `MIGRATE` write, cleared by [`Self::take_migration_request`].
     migrate_requested: bool,
     /// Value of `STATUS`.
@@ -65,6 +72,20 @@ pub struct TestDevice {
 }
 
 impl TestDevice {
+    /// A device in its reset state (nothing written, status idle), for a `static`.
+    pub const fn new() -> Self {
+        Self {
+            scratch: 0,
+            read_sizes: 0,
+            write_sizes: 0,
+            mismatched_reads: 0,
+            last_write: None,
+            reports: [None; MAX_REPORTS],
+            migrate_requested: false,
+            status: STATUS_IDLE,
+        }
+    }
+
     /// Whether `ipa` is in the device's page.
     pub fn contains(ipa: u64) -> bool {
         ipa.wrapping_sub(BASE) < SIZE

@@ -1,4 +1,23 @@
-//! Entry point, HYP exception vectors and the guest enter/exit path.
+//! Entry points, HYP exception vectors and the guest enter/exit path (the world switch).
+//!
+//! Hand-written assembly on purpose: no crate boots an ARMv7 CPU in HYP mode or switches to
+//! a guest from it.
+//!
+//! - `_start` (boot CPU): QEMU `virt,virtualization=on` enters the image in HYP mode (CPSR.M
+//!   0x1a; anything else parks), MMU off. SP_hyp on the CPU's own 64 KiB stack from `link.x`,
+//!   `.bss` zeroed with STRD, HVBAR set, then `hyp_main`. `_secondary_start` is the same for a
+//!   CPU started by PSCI CPU_ON from HYP mode (its index as context id in r0; no `.bss`).
+//!   HYP mode's own registers (HSCTLR, HTTBR, HMAIR, HTCR) are set later from pt-hyp's values
+//!   (`mmu.rs`); HCR, VTTBR, VTCR before each guest entry (`guest::run_guest`).
+//! - `__hyp_vectors` (HVBAR): entries 0x04..0x10 are exceptions taken in HYP mode itself
+//!   (hypervisor bugs: `hyp_fault` reports and exits); 0x14 (Hyp Trap), 0x18 (IRQ) and 0x1c
+//!   (FIQ) are guest exits and end `__guest_enter` with the vector number.
+//! - `__guest_enter(vcpu)`: pushes r4..r12 and LR (the AAPCS callee-saved set) and the vcpu
+//!   pointer on SP_hyp, loads LR_usr (HYP mode has no LR of its own: it shares User mode's,
+//!   so the guest's must be swapped) and r0..r12, and `eret`s to ELR_hyp in SPSR_hyp's mode.
+//!   SP_svc/LR_svc are banked and written with MSR (banked) in Rust. `__guest_exit` saves
+//!   LR_usr first (before any `bl` clobbers it), then r0..r12, restores the host's registers
+//!   and returns to the Rust caller.
 
 use core::arch::global_asm;
 use hyp_common::println;
@@ -30,6 +49,23 @@ _start:
     bl      hyp_main
 3:  wfe
     b       3b
+
+    // Entry of a secondary CPU started by PSCI CPU_ON from `start_cpu`: QEMU's PSCI starts it
+    // in HYP mode (the caller's mode), ARM state, MMU off, with the context id in r0 (the
+    // CPU's index, 1..=3). Stack i of `.stack` (link.x), HVBAR, then Rust; .bss is the boot
+    // CPU's to zero.
+    .global _secondary_start
+_secondary_start:
+    and     r0, r0, #3
+    add     r1, r0, #1
+    ldr     r2, =__stack_bottom
+    add     sp, r2, r1, lsl #16     // (i + 1) * 64 KiB
+    ldr     r1, =__hyp_vectors
+    mcr     p15, 4, r1, c12, c0, 0  // HVBAR
+    isb
+    bl      secondary_main
+4:  wfe
+    b       4b
     .ltorg
 "#
 );
@@ -118,6 +154,8 @@ __guest_exit:
 );
 
 extern "C" {
+    /// Entry point of a secondary CPU (PSCI CPU_ON), with its index as the context id.
+    pub fn _secondary_start();
     /// Enters the guest; returns the vector number of its next exit.
     pub fn __guest_enter(vcpu: *mut crate::guest::VcpuRegs) -> u32;
 }
@@ -129,5 +167,5 @@ extern "C" fn hyp_fault(kind: u32, hsr: u32, elr: u32, hdfar: u32) -> ! {
         "HYP EXCEPTION: vector {} hsr={:#x} elr_hyp={:#x} hdfar={:#x}",
         kind, hsr, elr, hdfar
     );
-    crate::semihosting::exit(2)
+    crate::exit_qemu(2)
 }

@@ -86,6 +86,66 @@ impl VcpuRegs {
         self.sctlr = SCTLR_MMU_OFF;
         self.hcr = HCR_LINUX;
     }
+
+    /// A vCPU turned on by the guest's PSCI CPU_ON (DEN 0022 6.4, AArch32 caller): pc =
+    /// `entry` with bit 0 selecting Thumb state (CPSR.T), r0 = `context`, the other registers
+    /// 0, SVC mode with A, I, F masked, MMU and caches off; plus the Linux HCR.
+    pub fn boot_secondary(&mut self, entry: u32, context: u32) {
+        self.r = [0; 15];
+        self.lr_usr = 0;
+        self.r[0] = context;
+        self.pc = entry & !1;
+        self.cpsr = CPSR_SVC_MASKED | if entry & 1 != 0 { CPSR_T } else { 0 };
+        self.sctlr = SCTLR_MMU_OFF;
+        self.hcr = HCR_LINUX;
+    }
+}
+
+/// CPSR.T: Thumb state.
+const CPSR_T: u32 = 1 << 5;
+
+/// Function IDs of the platform's PSCI (QEMU's, answering SMCs from HYP mode when there is no
+/// Secure monitor), SMC32 calling convention.
+const PSCI_CPU_ON_32: u32 = 0x8400_0003;
+const PSCI_AFFINITY_INFO_32: u32 = 0x8400_0004;
+
+/// One PSCI call to the platform's firmware (QEMU `virt` with virtualization and no EL3
+/// implements PSCI in the emulator behind `smc` from HYP mode). Returns r0.
+fn psci(fid: u32, a1: u32, a2: u32, a3: u32) -> i32 {
+    let r: u32;
+    // SAFETY: an SMCCC call; the firmware (QEMU) reads r0..r3 and writes r0, and may clobber
+    // r1..r3 (SMCCC 1.0), declared as clobbered.
+    unsafe {
+        asm!(
+            ".arch_extension sec",
+            "smc #0",
+            inout("r0") fid => r,
+            inout("r1") a1 => _,
+            inout("r2") a2 => _,
+            inout("r3") a3 => _,
+            options(nostack),
+        )
+    };
+    r as i32
+}
+
+/// PSCI CPU_ON of physical CPU `index` (MPIDR Aff0 = index on QEMU `virt`) at `entry`, with
+/// `index` as its context id.
+pub fn cpu_on(index: usize, entry: u32) -> i32 {
+    psci(PSCI_CPU_ON_32, index as u32, entry, index as u32)
+}
+
+/// Whether physical CPU `index` exists: PSCI AFFINITY_INFO (level 0) does not answer
+/// INVALID_PARAMETERS (-2).
+pub fn cpu_exists(index: usize) -> bool {
+    psci(PSCI_AFFINITY_INFO_32, index as u32, 0, 0) != -2
+}
+
+/// Waits for an interrupt (`wfi`) in HYP mode; any pending physical interrupt wakes it,
+/// including one routed to the guest (HCR.IMO clear), which the guest then takes.
+pub fn wait_for_interrupt() {
+    // SAFETY: `dsb; wfi` only waits; no memory or register effects.
+    unsafe { asm!("dsb", "wfi", options(nostack)) };
 }
 
 /// HYP controls of the Linux guest: the generic timer direct (CNTHCTL, CNTVOFF = 0), the

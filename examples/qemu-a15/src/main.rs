@@ -1,7 +1,7 @@
 //! Example hypervisor for QEMU `virt` with a Cortex-A15 in HYP mode.
 //!
 //! Platform layer: boot (`boot`), PL011 output (`uart`), semihosting exit
-//! (`semihosting`), HYP stage-1 MMU enable (`mmu`), guest entry/exit and the
+//! (the `semihosting` crate), HYP stage-1 MMU enable (`mmu`), guest entry/exit and the
 //! guest program (`guest`), tied together as [`A15`] implementing
 //! [`hyp_common::Platform`], with the Linux guest's trap decoding and system registers in
 //! `traps`. `main` runs the platform self-tests, the check scenario, then the Linux guest.
@@ -14,21 +14,27 @@ compile_error!("qemu-a15 builds only for --target armv7a-none-eabi");
 mod boot;
 mod guest;
 mod mmu;
-mod semihosting;
 mod traps;
 
 use core::arch::asm;
 use core::fmt;
 use core::panic::PanicInfo;
+use hyp_common::linux::Shared;
 use hyp_common::{println, selftest, uart, Checks, GuestExit, Platform, Trap};
 
 pub use guest::VcpuRegs;
 pub use mmu::HypMmuRegs;
 
-/// The Cortex-A15 platform: the hypervisor with its one vcpu.
+/// The Cortex-A15 platform: the hypervisor on one physical CPU with the vCPU it runs.
 pub struct A15 {
     pub vcpu: VcpuRegs,
 }
+
+/// What the Linux guest's vCPUs share (one per CPU crate: statics cannot be generic).
+static LINUX: Shared<pt_hyp::Armv7> = Shared::new();
+
+/// The hyp MMU registers the boot CPU turned its MMU on with, for the secondaries.
+static HYP_MMU: spin::Once<HypMmuRegs> = spin::Once::new();
 
 impl Platform for A15 {
     type HypMmuRegs = HypMmuRegs;
@@ -62,10 +68,11 @@ impl Platform for A15 {
     }
 
     fn exit(code: u32) -> ! {
-        semihosting::exit(code)
+        exit_qemu(code)
     }
 
     unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
+        HYP_MMU.call_once(|| *regs);
         // SAFETY: forwarded contract.
         unsafe { mmu::enable_hyp_mmu(regs) }
     }
@@ -157,6 +164,32 @@ impl Platform for A15 {
     fn counter_freq() -> u64 {
         guest::counter().1
     }
+
+    fn linux_shared() -> &'static Shared<pt_hyp::Armv7> {
+        &LINUX
+    }
+
+    fn cpu_index() -> usize {
+        (guest::mpidr() & 0xff) as usize
+    }
+
+    fn cpu_exists(index: usize) -> bool {
+        guest::cpu_exists(index)
+    }
+
+    fn start_cpu(index: usize) -> i32 {
+        guest::cpu_on(index, boot::_secondary_start as *const () as usize as u32)
+    }
+
+    /// Register values are 32-bit: the upper halves are dropped (an SMC32 CPU_ON has none).
+    fn boot_secondary(&mut self, entry: u64, context: u64) {
+        self.vcpu.boot_secondary(entry as u32, context as u32);
+        guest::setup_linux_hyp();
+    }
+
+    fn wait_for_interrupt() {
+        guest::wait_for_interrupt();
+    }
 }
 
 fn cpsr_mode() -> u32 {
@@ -188,8 +221,30 @@ extern "C" fn hyp_main() -> ! {
     checks.finish()
 }
 
+/// A secondary CPU, from `_secondary_start` (own stack and vectors): the boot CPU's hyp MMU
+/// registers (the same tables), then the life of its vCPU.
+#[no_mangle]
+extern "C" fn secondary_main() -> ! {
+    if let Some(regs) = HYP_MMU.get() {
+        // SAFETY: the boot CPU's tables map all of RAM (this CPU's code, stack and data
+        // included) and the UART at their identity addresses; this CPU runs the same code.
+        unsafe { mmu::enable_hyp_mmu(regs) };
+    }
+    let mut a15 = A15 {
+        vcpu: VcpuRegs::new(0),
+    };
+    hyp_common::linux::secondary(&mut a15)
+}
+
+/// Ends the QEMU run through semihosting (`-semihosting`, the `semihosting` crate: SYS_EXIT,
+/// or SYS_EXIT_EXTENDED with the code where the ABI needs it): exit status 0 for `code == 0`,
+/// non-zero otherwise.
+fn exit_qemu(code: u32) -> ! {
+    semihosting::process::exit(code as i32)
+}
+
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     println!("PANIC: {}", info);
-    semihosting::exit(101)
+    exit_qemu(101)
 }

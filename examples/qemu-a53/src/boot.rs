@@ -1,4 +1,24 @@
-//! Entry point, EL2 exception vectors and the guest enter/exit path.
+//! Entry points, EL2 exception vectors and the guest enter/exit path (the world switch).
+//!
+//! Hand-written assembly on purpose: no crate does these, and each is the place a copier
+//! adapts first.
+//!
+//! - `_start` (boot CPU, from QEMU at EL2 with the MMU off) and `_secondary_start` (a CPU
+//!   started by PSCI CPU_ON, its index as context id in x0): FP/SIMD untrapped at EL2
+//!   (CPTR_EL2, the target uses NEON), SP_EL2 on the CPU's own 64 KiB stack from `link.x`,
+//!   VBAR_EL2; the boot CPU also zeroes `.bss`. Then Rust (`hyp_main` / `secondary_main`).
+//! - `__hyp_vectors`: exceptions from EL2 itself are hypervisor bugs (`hyp_fault` reports
+//!   and exits); the lower-EL AArch64 entries are guest exits and end `__guest_enter` with the
+//!   vector number.
+//! - `__guest_enter(vcpu, fp)`: pushes the host's callee-saved registers (x19..x30,
+//!   d8..d15, the AAPCS64 set) and both pointers on SP_EL2, loads the guest's V0..V31,
+//!   FPSR, FPCR and x0..x30 from `VcpuRegs`, and `eret`s (ELR_EL2, SPSR_EL2, HCR_EL2, VTTBR_EL2
+//!   and the EL1 registers were written by `guest::run_guest` before). `__guest_exit` is the
+//!   mirror: guest x0/x1 were pushed by the vector, every other guest register goes to
+//!   `VcpuRegs` before any host code runs, the host's registers come back, and the function
+//!   returns to its Rust caller as if `__guest_enter` had returned. The layout it relies on
+//!   (`x` first in `VcpuRegs`, `FpRegs` as 32 x 16 bytes then FPSR, FPCR) is fixed by
+//!   `#[repr(C)]` there.
 
 use core::arch::{asm, global_asm};
 use hyp_common::println;
@@ -33,6 +53,29 @@ _start:
     bl      hyp_main
 3:  wfe
     b       3b
+
+    // Entry of a secondary CPU started by PSCI CPU_ON from `start_cpu` (QEMU's PSCI starts it
+    // at EL2, MMU off, with the context id in x0: the CPU's index, 1..=3). The same EL2 set-up
+    // as the boot CPU except for .bss; stack i of `.stack` (link.x); then Rust.
+    .global _secondary_start
+_secondary_start:
+    mov     x9, #0x33ff
+    msr     cptr_el2, x9
+    isb
+    msr     spsel, #1
+    and     x0, x0, #3
+    adrp    x9, __stack_bottom
+    add     x9, x9, :lo12:__stack_bottom
+    add     x10, x0, #1
+    lsl     x10, x10, #16           // (i + 1) * 64 KiB
+    add     sp, x9, x10
+    adrp    x9, __hyp_vectors
+    add     x9, x9, :lo12:__hyp_vectors
+    msr     vbar_el2, x9
+    isb
+    bl      secondary_main
+4:  wfe
+    b       4b
 "#
 );
 
@@ -193,6 +236,8 @@ __guest_exit:
 );
 
 extern "C" {
+    /// Entry point of a secondary CPU (PSCI CPU_ON), with its index as the context id.
+    pub fn _secondary_start();
     /// Enters the guest with its FP/SIMD registers from `fp` (saved there again at the exit);
     /// returns the vector number of its next exit.
     pub fn __guest_enter(vcpu: *mut crate::guest::VcpuRegs, fp: *mut crate::guest::FpRegs) -> u64;
@@ -208,5 +253,5 @@ extern "C" fn hyp_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
         "HYP EXCEPTION: vector {} esr={:#x} elr={:#x} far={:#x} spsr={:#x}",
         kind, esr, elr, far, spsr
     );
-    crate::semihosting::exit(2)
+    crate::exit_qemu(2)
 }

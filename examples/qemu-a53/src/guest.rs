@@ -1,5 +1,11 @@
 //! Running the guest at EL1h, and the guest program itself.
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL2, ESR_EL2,
+    FAR_EL2, HCR_EL2, HPFAR_EL2, MIDR_EL1, MPIDR_EL1, SCTLR_EL1, SPSR_EL2, SP_EL1, VMPIDR_EL2,
+    VTCR_EL2, VTTBR_EL2,
+};
 use core::arch::{asm, global_asm};
 use hyp_common::GuestExit;
 
@@ -36,30 +42,38 @@ pub struct FpRegs {
 }
 
 /// EL1h with D, A, I, F masked.
-pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
-/// SCTLR_EL1 RES1 bits (ARMv8.0) with M, C, I = 0: guest stage 1 off.
-pub const SCTLR_EL1_MMU_OFF: u64 = 0x30d0_0800;
+pub const SPSR_EL1H_MASKED: u64 = SPSR_EL2::M::EL1h.value
+    | SPSR_EL2::D::Masked.value
+    | SPSR_EL2::A::Masked.value
+    | SPSR_EL2::I::Masked.value
+    | SPSR_EL2::F::Masked.value;
+/// SCTLR_EL1 RES1 bits (ARMv8.0: bits 11, 20, 22, 23, 28, 29) with M, C, I = 0: guest stage 1
+/// off. aarch64-cpu names the fields, not the RES1 bits, so they are listed here.
+pub const SCTLR_EL1_MMU_OFF: u64 =
+    (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
 
-const HCR_VM: u64 = 1 << 0;
-const HCR_SWIO: u64 = 1 << 1;
-const HCR_FMO: u64 = 1 << 3;
-const HCR_IMO: u64 = 1 << 4;
-const HCR_AMO: u64 = 1 << 5;
-const HCR_TWI: u64 = 1 << 13;
-const HCR_TWE: u64 = 1 << 14;
-const HCR_TSC: u64 = 1 << 19;
-const HCR_TSW: u64 = 1 << 22;
+/// HCR_EL2.VM: stage 2 on (set by [`run_guest`] from `VcpuRegs::stage2`).
+const HCR_VM: u64 = HCR_EL2::VM::Enable.value;
 /// HCR_EL2.TVM: trap writes to the EL1 virtual-memory control registers.
-pub const HCR_TVM: u64 = 1 << 26;
-const HCR_RW: u64 = 1 << 31;
-/// Guest EL1 is AArch64; SMC, WFI, WFE and set/way trap; physical interrupts to EL2.
-const HCR_BASE: u64 =
-    HCR_RW | HCR_TSC | HCR_TWI | HCR_TWE | HCR_TSW | HCR_AMO | HCR_IMO | HCR_FMO | HCR_SWIO;
+pub const HCR_TVM: u64 = HCR_EL2::TVM::EnableTrapTVM.value;
+/// Guest EL1 is AArch64; SMC, WFI, WFE and set/way trap; physical interrupts to EL2 (the
+/// check scenario's guest program).
+const HCR_BASE: u64 = HCR_EL2::RW::EL1IsAarch64.value
+    | HCR_EL2::TSC::EnableTrapEl1SmcToEl2.value
+    | HCR_EL2::TWI::SET.value
+    | HCR_EL2::TWE::SET.value
+    | HCR_EL2::TSW::SET.value
+    | HCR_EL2::AMO::SET.value
+    | HCR_EL2::IMO::EnableVirtualIRQ.value
+    | HCR_EL2::FMO::EnableVirtualFIQ.value
+    | HCR_EL2::SWIO::SET.value;
 /// The Linux guest: AArch64 EL1; SMC (PSCI), WFI and set/way trap; IMO, FMO, AMO clear, so
 /// interrupts and SErrors go straight to the guest; SWIO (set/way invalidate as clean+inv).
-pub const HCR_LINUX: u64 = HCR_RW | HCR_TSC | HCR_TWI | HCR_TSW | HCR_SWIO;
-/// CNTHCTL_EL2: EL1PCTEN | EL1PCEN, the physical counter and timer not trapped.
-const CNTHCTL_EL1_ACCESS: u64 = 0b11;
+pub const HCR_LINUX: u64 = HCR_EL2::RW::EL1IsAarch64.value
+    | HCR_EL2::TSC::EnableTrapEl1SmcToEl2.value
+    | HCR_EL2::TWI::SET.value
+    | HCR_EL2::TSW::SET.value
+    | HCR_EL2::SWIO::SET.value;
 
 impl VcpuRegs {
     pub const fn new(pc: u64) -> Self {
@@ -92,104 +106,112 @@ impl VcpuRegs {
         self.sctlr_el1 = SCTLR_EL1_MMU_OFF;
         self.hcr = HCR_LINUX;
     }
+
+    /// A vCPU turned on by the guest's PSCI CPU_ON (DEN 0022 6.4, AArch64 caller): pc =
+    /// `entry`, x0 = `context`, the other registers 0, EL1h with D, A, I, F masked, MMU and
+    /// caches off; plus the Linux HCR.
+    pub fn boot_secondary(&mut self, entry: u64, context: u64) {
+        self.boot_linux(entry, context);
+    }
 }
 
-/// EL2 controls of the Linux guest: the generic timer direct (CNTHCTL_EL2, CNTVOFF_EL2 = 0)
-/// and the identification the guest reads (VPIDR_EL2 = MIDR_EL1, VMPIDR_EL2 = MPIDR_EL1).
-pub fn setup_linux_el2() {
-    // SAFETY: EL2 configuration registers of the guest context only.
+/// Function IDs of the platform's PSCI (QEMU's, answering SMCs from EL2 when there is no EL3).
+const PSCI_CPU_ON_64: u64 = 0xc400_0003;
+const PSCI_AFFINITY_INFO_64: u64 = 0xc400_0004;
+
+/// One PSCI call to the platform's firmware (QEMU `virt` with virtualization and no EL3
+/// implements PSCI in the emulator behind `smc` from EL2: its conduit is SMC). Returns x0.
+fn psci(fid: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let r: u64;
+    // SAFETY: an SMCCC call; the firmware (QEMU) reads x0..x3, writes x0 and may clobber
+    // x1..x17 (SMCCC 1.0), declared as clobbered.
     unsafe {
         asm!(
-            "msr cnthctl_el2, {cnthctl}",
-            "msr cntvoff_el2, xzr",
-            "mrs {t}, midr_el1",
-            "msr vpidr_el2, {t}",
-            "mrs {t}, mpidr_el1",
-            "msr vmpidr_el2, {t}",
-            "isb",
-            cnthctl = in(reg) CNTHCTL_EL1_ACCESS,
-            t = out(reg) _,
+            "smc #0",
+            inout("x0") fid => r,
+            inout("x1") a1 => _,
+            inout("x2") a2 => _,
+            inout("x3") a3 => _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+            out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+            out("x12") _, out("x13") _, out("x14") _, out("x15") _,
+            out("x16") _, out("x17") _,
             options(nostack),
-        );
-    }
+        )
+    };
+    r as i64
+}
+
+/// PSCI CPU_ON of physical CPU `index` (MPIDR Aff0 = index on QEMU `virt`) at `entry`, with
+/// `index` as its context id.
+pub fn cpu_on(index: usize, entry: u64) -> i32 {
+    psci(PSCI_CPU_ON_64, index as u64, entry, index as u64) as i32
+}
+
+/// Whether physical CPU `index` exists: PSCI AFFINITY_INFO (level 0) does not answer
+/// INVALID_PARAMETERS (-2).
+pub fn cpu_exists(index: usize) -> bool {
+    psci(PSCI_AFFINITY_INFO_64, index as u64, 0, 0) != -2
+}
+
+/// Waits for an interrupt (`wfi`) at EL2; any pending physical interrupt wakes it, including
+/// one routed to EL1 (HCR_EL2.IMO clear), which is then taken by the guest.
+pub fn wait_for_interrupt() {
+    barrier::dsb(barrier::SY);
+    aarch64_cpu::asm::wfi();
+}
+
+/// EL2 controls of the Linux guest on this CPU: the generic timer direct (CNTHCTL_EL2 with
+/// EL1PCTEN and EL1PCEN, CNTVOFF_EL2 = 0) and the identification the guest reads
+/// (VPIDR_EL2 = MIDR_EL1, VMPIDR_EL2 = this CPU's MPIDR_EL1: each vCPU its own).
+pub fn setup_linux_el2() {
+    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
+    CNTVOFF_EL2.set(0);
+    let midr = MIDR_EL1.get();
+    // SAFETY: VPIDR_EL2 (no aarch64-cpu accessor) only sets what the guest's MIDR_EL1 reads.
+    unsafe { asm!("msr vpidr_el2, {}", in(reg) midr, options(nomem, nostack)) };
+    VMPIDR_EL2.set(MPIDR_EL1.get());
+    barrier::isb(barrier::SY);
 }
 
 /// The physical MPIDR_EL1 (what VMPIDR_EL2 gives the guest).
 pub fn mpidr() -> u64 {
-    let v;
-    // SAFETY: reading MPIDR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack)) };
-    v
+    MPIDR_EL1.get()
 }
 
-/// CNTPCT_EL0 and CNTFRQ_EL0.
+/// CNTPCT_EL0 and CNTFRQ_EL0 (after an ISB, so the count is not read early).
 pub fn counter() -> (u64, u64) {
-    let (c, f);
-    // SAFETY: reading the generic counter has no side effects.
-    unsafe {
-        asm!(
-            "isb",
-            "mrs {c}, cntpct_el0",
-            "mrs {f}, cntfrq_el0",
-            c = out(reg) c,
-            f = out(reg) f,
-            options(nomem, nostack),
-        )
-    };
-    (c, f)
+    barrier::isb(barrier::SY);
+    (CNTPCT_EL0.get(), CNTFRQ_EL0.get())
 }
 
 /// Runs the guest until its next exit; all guest registers are in `vcpu`
 /// afterwards, the syndrome in the returned value.
 pub fn run_guest(vcpu: &mut VcpuRegs) -> GuestExit {
     let hcr = (vcpu.hcr & !HCR_VM) | if vcpu.stage2 { HCR_VM } else { 0 };
-    let vector;
-    // SAFETY: EL2 system register writes that configure the guest context;
-    // `__guest_enter` saves/restores all host callee-saved registers and
-    // returns here on the guest's next exit.
-    unsafe {
-        asm!(
-            "msr vttbr_el2, {vttbr}",
-            "msr vtcr_el2, {vtcr}",
-            "msr sctlr_el1, {sctlr}",
-            "msr sp_el1, {sp}",
-            "msr elr_el2, {pc}",
-            "msr spsr_el2, {spsr}",
-            "msr hcr_el2, {hcr}",
-            "isb",
-            vttbr = in(reg) vcpu.vttbr,
-            vtcr = in(reg) vcpu.vtcr,
-            sctlr = in(reg) vcpu.sctlr_el1,
-            sp = in(reg) vcpu.sp_el1,
-            pc = in(reg) vcpu.pc,
-            spsr = in(reg) vcpu.spsr,
-            hcr = in(reg) hcr,
-            options(nostack),
-        );
-        let v: *mut VcpuRegs = vcpu;
-        vector = crate::boot::__guest_enter(v, core::ptr::addr_of_mut!((*v).fp));
-    }
-    let (esr, far, hpfar, elr, spsr, sp, sctlr): (u64, u64, u64, u64, u64, u64, u64);
-    // SAFETY: reading EL2/EL1 system registers has no side effects.
-    unsafe {
-        asm!(
-            "mrs {esr}, esr_el2",
-            "mrs {far}, far_el2",
-            "mrs {hpfar}, hpfar_el2",
-            "mrs {elr}, elr_el2",
-            "mrs {spsr}, spsr_el2",
-            "mrs {sp}, sp_el1",
-            "mrs {sctlr}, sctlr_el1",
-            esr = out(reg) esr,
-            far = out(reg) far,
-            hpfar = out(reg) hpfar,
-            elr = out(reg) elr,
-            spsr = out(reg) spsr,
-            sp = out(reg) sp,
-            sctlr = out(reg) sctlr,
-            options(nomem, nostack),
-        );
-    }
+    // The guest context of this CPU: its stage 2, SCTLR_EL1 and SP_EL1 (the rest of EL1 is
+    // left in the registers between entries), where to return and in which state.
+    VTTBR_EL2.set(vcpu.vttbr);
+    VTCR_EL2.set(vcpu.vtcr);
+    SCTLR_EL1.set(vcpu.sctlr_el1);
+    SP_EL1.set(vcpu.sp_el1);
+    ELR_EL2.set(vcpu.pc);
+    SPSR_EL2.set(vcpu.spsr);
+    HCR_EL2.set(hcr);
+    barrier::isb(barrier::SY);
+    let v: *mut VcpuRegs = vcpu;
+    // SAFETY: `__guest_enter` saves and restores every host callee-saved register and returns
+    // here at the guest's next exit; `v` and its `fp` field stay valid (borrowed) meanwhile.
+    let vector = unsafe { crate::boot::__guest_enter(v, core::ptr::addr_of_mut!((*v).fp)) };
+    let (esr, far, hpfar, elr, spsr, sp, sctlr) = (
+        ESR_EL2.get(),
+        FAR_EL2.get(),
+        HPFAR_EL2.get(),
+        ELR_EL2.get(),
+        SPSR_EL2.get(),
+        SP_EL1.get(),
+        SCTLR_EL1.get(),
+    );
     vcpu.pc = elr;
     vcpu.spsr = spsr;
     vcpu.sp_el1 = sp;

@@ -1,7 +1,7 @@
 //! Example hypervisor for QEMU `virt` with a Cortex-A53 at EL2.
 //!
 //! Platform layer: boot (`boot`), PL011 output (`uart`), semihosting exit
-//! (`semihosting`), EL2 stage-1 MMU enable (`mmu`), guest entry/exit and the
+//! (the `semihosting` crate), EL2 stage-1 MMU enable (`mmu`), guest entry/exit and the
 //! guest program (`guest`), tied together as [`A53`] implementing
 //! [`hyp_common::Platform`], with the Linux guest's trap decoding and system registers in
 //! `traps`. `main` runs the platform self-tests, the check scenario, then the Linux guest.
@@ -14,21 +14,27 @@ compile_error!("qemu-a53 builds only for --target aarch64-unknown-none");
 mod boot;
 mod guest;
 mod mmu;
-mod semihosting;
 mod traps;
 
-use core::arch::asm;
+use aarch64_cpu::registers::{CurrentEL, Readable};
 use core::fmt;
 use core::panic::PanicInfo;
+use hyp_common::linux::Shared;
 use hyp_common::{println, selftest, uart, Checks, GuestExit, Platform, Trap};
 
 pub use guest::VcpuRegs;
 pub use mmu::HypMmuRegs;
 
-/// The Cortex-A53 platform: the hypervisor with its one vcpu.
+/// The Cortex-A53 platform: the hypervisor on one physical CPU with the vCPU it runs.
 pub struct A53 {
     pub vcpu: VcpuRegs,
 }
+
+/// What the Linux guest's vCPUs share (one per CPU crate: statics cannot be generic).
+static LINUX: Shared<pt_hyp::Armv8> = Shared::new();
+
+/// The hyp MMU registers the boot CPU turned its MMU on with, for the secondaries.
+static HYP_MMU: spin::Once<HypMmuRegs> = spin::Once::new();
 
 impl Platform for A53 {
     type HypMmuRegs = HypMmuRegs;
@@ -60,10 +66,11 @@ impl Platform for A53 {
     }
 
     fn exit(code: u32) -> ! {
-        semihosting::exit(code)
+        exit_qemu(code)
     }
 
     unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
+        HYP_MMU.call_once(|| *regs);
         // SAFETY: forwarded contract.
         unsafe { mmu::enable_hyp_mmu(regs) }
     }
@@ -142,13 +149,35 @@ impl Platform for A53 {
     fn counter_freq() -> u64 {
         guest::counter().1
     }
+
+    fn linux_shared() -> &'static Shared<pt_hyp::Armv8> {
+        &LINUX
+    }
+
+    fn cpu_index() -> usize {
+        (guest::mpidr() & 0xff) as usize
+    }
+
+    fn cpu_exists(index: usize) -> bool {
+        guest::cpu_exists(index)
+    }
+
+    fn start_cpu(index: usize) -> i32 {
+        guest::cpu_on(index, boot::_secondary_start as *const () as usize as u64)
+    }
+
+    fn boot_secondary(&mut self, entry: u64, context: u64) {
+        self.vcpu.boot_secondary(entry, context);
+        guest::setup_linux_el2();
+    }
+
+    fn wait_for_interrupt() {
+        guest::wait_for_interrupt();
+    }
 }
 
 fn current_el() -> u64 {
-    let el: u64;
-    // SAFETY: reading CurrentEL has no side effects.
-    unsafe { asm!("mrs {}, CurrentEL", out(reg) el, options(nomem, nostack)) };
-    (el >> 2) & 3
+    CurrentEL.read(CurrentEL::EL)
 }
 
 #[no_mangle]
@@ -170,8 +199,30 @@ extern "C" fn hyp_main() -> ! {
     checks.finish()
 }
 
+/// A secondary CPU, from `_secondary_start` (own stack and vectors): the boot CPU's hyp MMU
+/// registers (the same tables), then the life of its vCPU.
+#[no_mangle]
+extern "C" fn secondary_main() -> ! {
+    if let Some(regs) = HYP_MMU.get() {
+        // SAFETY: the boot CPU's tables map all of RAM (this CPU's code, stack and data
+        // included) and the UART at their identity addresses; this CPU runs the same code.
+        unsafe { mmu::enable_hyp_mmu(regs) };
+    }
+    let mut a53 = A53 {
+        vcpu: VcpuRegs::new(0),
+    };
+    hyp_common::linux::secondary(&mut a53)
+}
+
+/// Ends the QEMU run through semihosting (`-semihosting`, the `semihosting` crate: SYS_EXIT,
+/// or SYS_EXIT_EXTENDED with the code where the ABI needs it): exit status 0 for `code == 0`,
+/// non-zero otherwise.
+fn exit_qemu(code: u32) -> ! {
+    semihosting::process::exit(code as i32)
+}
+
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     println!("PANIC: {}", info);
-    semihosting::exit(101)
+    exit_qemu(101)
 }

@@ -1,5 +1,7 @@
 //! EL2 stage-1 MMU enable, with the register values from pt-hyp.
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Readable, Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
 use core::arch::asm;
 
 /// Register values for the EL2 stage-1 translation regime.
@@ -12,10 +14,12 @@ pub struct HypMmuRegs {
     pub sctlr_el2_set: u64,
 }
 
-pub const SCTLR_M: u64 = 1 << 0;
-pub const SCTLR_C: u64 = 1 << 2;
-pub const SCTLR_I: u64 = 1 << 12;
-/// SCTLR_EL2 RES1 bits (ARMv8.0, HCR_EL2.E2H = 0); always set as well.
+/// SCTLR_EL2.M, .C, .I: the MMU, the data cache and the instruction cache on.
+pub const SCTLR_M: u64 = SCTLR_EL2::M::Enable.value;
+pub const SCTLR_C: u64 = SCTLR_EL2::C::Cacheable.value;
+pub const SCTLR_I: u64 = SCTLR_EL2::I::Cacheable.value;
+/// SCTLR_EL2 RES1 bits (ARMv8.0, HCR_EL2.E2H = 0: bits 4, 5, 11, 16, 18, 22, 23, 28, 29);
+/// always set as well (aarch64-cpu names fields, not RES1 bits).
 pub const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
 
 /// Invalidates EL2 TLBs and the I-cache, programs MAIR/TCR/TTBR0_EL2 and sets
@@ -25,8 +29,9 @@ pub const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
 /// The tables must map the running code, stack, data and the UART at their
 /// current (identity) addresses with suitable attributes.
 pub unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
-    // SAFETY: EL2 system register writes as required by the caller's
-    // contract; the barriers order the table writes before the walk.
+    // SAFETY: EL2 TLB and I-cache invalidation (aarch64-cpu has no accessor for them): no
+    // stale EL2 translation or instruction may survive into the new regime; the first DSB
+    // orders the table writes before it.
     unsafe {
         asm!(
             "dsb ish",
@@ -34,27 +39,20 @@ pub unsafe fn enable_hyp_mmu(regs: &HypMmuRegs) {
             "ic iallu",
             "dsb ish",
             "isb",
-            "msr mair_el2, {mair}",
-            "msr tcr_el2, {tcr}",
-            "msr ttbr0_el2, {ttbr}",
-            "isb",
-            "mrs {tmp}, sctlr_el2",
-            "orr {tmp}, {tmp}, {set}",
-            "msr sctlr_el2, {tmp}",
-            "isb",
-            mair = in(reg) regs.mair_el2,
-            tcr = in(reg) regs.tcr_el2,
-            ttbr = in(reg) regs.ttbr0_el2,
-            set = in(reg) regs.sctlr_el2_set | SCTLR_EL2_RES1,
-            tmp = out(reg) _,
-            options(nostack),
-        );
-    }
+            options(nostack)
+        )
+    };
+    MAIR_EL2.set(regs.mair_el2);
+    TCR_EL2.set(regs.tcr_el2);
+    TTBR0_EL2.set(regs.ttbr0_el2);
+    barrier::isb(barrier::SY);
+    // The caller's contract makes turning the MMU on keep the running code, stack and data
+    // at the same addresses.
+    SCTLR_EL2.set(SCTLR_EL2.get() | regs.sctlr_el2_set | SCTLR_EL2_RES1);
+    barrier::isb(barrier::SY);
 }
 
+/// SCTLR_EL2 as it is.
 pub fn sctlr_el2() -> u64 {
-    let v;
-    // SAFETY: reading SCTLR_EL2 at EL2 has no side effects.
-    unsafe { asm!("mrs {}, sctlr_el2", out(reg) v, options(nomem, nostack)) };
-    v
+    SCTLR_EL2.get()
 }

@@ -2,7 +2,10 @@
 //! emulation of the EL1 system-register writes HCR_EL2.TVM traps.
 
 use crate::guest::VcpuRegs;
-use core::arch::asm;
+use aarch64_cpu::registers::{
+    Writeable, AFSR0_EL1, AFSR1_EL1, AMAIR_EL1, CONTEXTIDR_EL1, ESR_EL1, FAR_EL1, MAIR_EL1,
+    TCR_EL1, TTBR0_EL1, TTBR1_EL1,
+};
 use hyp_common::{ExitKind, GuestExit, Trap};
 
 /// EC: WFI or WFE.
@@ -81,29 +84,24 @@ pub fn classify(vcpu: &mut VcpuRegs, exit: &GuestExit) -> Trap {
 /// the others straight into the EL1 register). `None`: not a TVM register; `Some(old)`:
 /// done, with SCTLR_EL1's old value if it was SCTLR_EL1.
 fn tvm_write(vcpu: &mut VcpuRegs, crn: u32, crm: u32, op2: u32, v: u64) -> Option<Option<u64>> {
-    macro_rules! msr {
-        ($reg:literal) => {
-            // SAFETY: writes the guest's own EL1 register, as the trapped instruction would
-            // have; the hypervisor runs at EL2 and does not use it.
-            unsafe { asm!(concat!("msr ", $reg, ", {}"), in(reg) v, options(nostack)) }
-        };
-    }
+    // Each write goes to the guest's own EL1 register, as the trapped instruction would have
+    // done; the hypervisor runs at EL2 and does not use them.
     match (crn, crm, op2) {
         (1, 0, 0) => {
             let old = vcpu.sctlr_el1;
             vcpu.sctlr_el1 = v;
             return Some(Some(old));
         }
-        (2, 0, 0) => msr!("ttbr0_el1"),
-        (2, 0, 1) => msr!("ttbr1_el1"),
-        (2, 0, 2) => msr!("tcr_el1"),
-        (5, 1, 0) => msr!("afsr0_el1"),
-        (5, 1, 1) => msr!("afsr1_el1"),
-        (5, 2, 0) => msr!("esr_el1"),
-        (6, 0, 0) => msr!("far_el1"),
-        (10, 2, 0) => msr!("mair_el1"),
-        (10, 3, 0) => msr!("amair_el1"),
-        (13, 0, 1) => msr!("contextidr_el1"),
+        (2, 0, 0) => TTBR0_EL1.set(v),
+        (2, 0, 1) => TTBR1_EL1.set(v),
+        (2, 0, 2) => TCR_EL1.set(v),
+        (5, 1, 0) => AFSR0_EL1.set(v),
+        (5, 1, 1) => AFSR1_EL1.set(v),
+        (5, 2, 0) => ESR_EL1.set(v),
+        (6, 0, 0) => FAR_EL1.set(v),
+        (10, 2, 0) => MAIR_EL1.set(v),
+        (10, 3, 0) => AMAIR_EL1.set(v),
+        (13, 0, 1) => CONTEXTIDR_EL1.set(v),
         _ => return None,
     }
     Some(None)

@@ -1,4 +1,5 @@
-//! Host test kit (feature `testkit`, needs `std`): an arena of fake physical pages, the
+//! Host test kit (feature `testkit`, needs `std`): an arena of fake physical pages (and a
+//! `Sync` one, [`SyncArena`], for several threads faulting into one tree), the
 //! per-thread recorder of every table write, TLB, cache and barrier operation, a
 //! break-before-make checker fed by that recorder, a simulated TLB ([`tlbsim`]) that catches
 //! missing invalidations, and a deliberately odd fake [`Format`].
@@ -12,9 +13,11 @@ mod arena;
 pub mod bbm;
 pub mod fake;
 pub mod log;
+mod sync_arena;
 pub mod tlbsim;
 
 pub use arena::{Arena, GuestLending, GUEST_VA_OFFSET};
+pub use sync_arena::SyncArena;
 
 /// A [`Maintenance`](crate::Maintenance) that only records what it is asked to do (to the
 /// per-thread [`log`]): for tests of visitors and operations on the fake formats, where no
