@@ -14,6 +14,7 @@ pub use crate::memattr::{attr_index, MAIR_EL2};
 
 /// Why a register value could not be computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegError {
     /// The physical-address size has no `PS` encoding (32, 36, 40, 42, 44 and 48 bits do).
     UnsupportedPaBits {

@@ -4,6 +4,7 @@ use pt_core::{Format, Geometry, Maintenance, PhysAddr, Stage1Attrs, Stage2Attrs}
 
 /// Why an architecture refused to compute a register value (the backend's own error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegisterError {
     /// From the ARMv7 backend.
     Armv7(pt_armv7::regs::RegError),
@@ -20,7 +21,14 @@ impl core::fmt::Display for RegisterError {
     }
 }
 
-impl core::error::Error for RegisterError {}
+impl core::error::Error for RegisterError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            RegisterError::Armv7(e) => Some(e),
+            RegisterError::Armv8(e) => Some(e),
+        }
+    }
+}
 
 /// An architecture: its two descriptor formats, its maintenance instructions and its register
 /// values. Implemented by [`Armv7`] (Cortex-A15, HYP mode) and [`Armv8`] (Cortex-A53, EL2).

@@ -118,6 +118,21 @@ pub struct HypTables<A: Arch, P: PageAllocator> {
     _arch: PhantomData<A>,
 }
 
+impl<A: Arch, P: PageAllocator> core::fmt::Debug for HypTables<A, P> {
+    /// Geometry, root, PA size, I/O area and identity map (not the tree: see
+    /// [`dump`](HypTables::dump) and [`for_each_leaf`](HypTables::for_each_leaf)).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HypTables")
+            .field("arch", &A::NAME)
+            .field("geometry", &self.geom)
+            .field("root", &self.root)
+            .field("pa_bits", &self.pa_bits)
+            .field("io", &self.io)
+            .field("idmap", &self.idmap)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<A: Arch, P: PageAllocator> HypTables<A, P> {
     /// An empty hyp tree for `config`, its root allocated from `alloc` (KVM's `kvm_mmu_init`
     /// allocating `hyp_pgd`). No TLB duty: nothing is mapped yet (invalidate the hyp TLB

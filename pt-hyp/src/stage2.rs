@@ -17,6 +17,13 @@ use pt_core::{
 /// Most memslots per VM.
 pub const MAX_SLOTS: usize = 32;
 
+/// The largest memslot that can be dirty logged, in bytes: 2 GiB. Its bitmap (one bit per
+/// 4 KiB page) takes at most 16 contiguous pages from the allocator, the most
+/// [`PageAllocator::alloc_contiguous_zeroed`] hands out. Logging a larger slot (at
+/// [`Stage2::add_memslot`] with `log_dirty`, or [`Stage2::enable_dirty_logging`]) is
+/// [`Error::SlotTooLarge`]; split guest RAM into slots of at most this size to log it all.
+pub const MAX_LOGGED_SLOT: u64 = 16 * crate::bitmap::BITS_PER_PAGE * PAGE_SIZE;
+
 /// The largest leaf a mapping may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockSize {
@@ -85,6 +92,23 @@ pub struct Stage2<A: Arch, P: PageAllocator + GuestMemory> {
     /// False once the tree was freed (by `destroy`, before the drop that follows).
     live: bool,
     _a: PhantomData<A>,
+}
+
+impl<A: Arch, P: PageAllocator + GuestMemory> core::fmt::Debug for Stage2<A, P> {
+    /// The VM's registers, geometry and memslots (not the tree: see
+    /// [`dump`](Stage2::dump) and [`for_each_leaf`](Stage2::for_each_leaf)).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stage2")
+            .field("arch", &A::NAME)
+            .field("vmid", &self.vmid)
+            .field("geometry", &self.geom)
+            .field("root", &self.root)
+            .field("vttbr", &format_args!("{:#018x}", self.vttbr))
+            .field("vtcr", &format_args!("{:#x}", self.vtcr))
+            .field("pa_bits", &self.pa_bits)
+            .field("slots", &self.slots.as_slice())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The [`UnmapSink`] of stage 2: cleans and invalidates the data cache of every RAM leaf an
@@ -831,15 +855,17 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// Fetches and clears the dirty log of slot `id` into `out` (one bit per page, bit `i` of
     /// word `w` = page `64 * w + i`), and write-protects the pages that were dirty so their
     /// next write is logged again (`kvm_vm_ioctl_get_dirty_log` with
-    /// `kvm_mmu_write_protect_pt_masked`). `out` must hold at least `ceil(pages / 64)` words.
-    /// Returns the number of dirty pages.
+    /// `kvm_mmu_write_protect_pt_masked`). `out` must hold at least `ceil(pages / 64)` words,
+    /// else [`Error::DirtyLogBufferTooSmall`] (nothing read or cleared). Returns the number of
+    /// dirty pages.
     pub fn get_dirty_log(&mut self, id: SlotId, out: &mut [u64]) -> Result<u64, Error> {
         let s = *self.slot(id).ok_or(Error::NoSuchSlot(id))?;
         let bm = s.dirty.ok_or(Error::NotLogging(id))?;
         if out.len() < bm.words() {
-            return Err(Error::OutsideSlot {
+            return Err(Error::DirtyLogBufferTooSmall {
                 slot: id,
-                at: out.len() as u64 * 64,
+                words: out.len(),
+                needed: bm.words(),
             });
         }
         let words = bm.words();

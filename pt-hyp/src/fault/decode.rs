@@ -18,6 +18,7 @@ pub const EC_DABT_LOW: u8 = 0x24;
 /// Why a syndrome is not a guest abort this module can decode
 /// (`kvm_handle_guest_abort` is only called for the two abort classes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The exception class is neither a data abort (0x24) nor an instruction abort (0x20)
     /// taken from the guest (aborts taken from Hyp/EL2 itself, 0x21/0x25, land here too).
