@@ -1,5 +1,6 @@
 //! What pt-hyp needs from an architecture backend, and its two implementations.
 
+use crate::cpu::CpuCaps;
 use pt_core::{Format, Geometry, Maintenance, PhysAddr, Stage1Attrs, Stage2Attrs};
 
 /// Why an architecture refused to compute a register value (the backend's own error).
@@ -10,6 +11,9 @@ pub enum RegisterError {
     Armv7(pt_armv7::regs::RegError),
     /// From the ARMv8 backend.
     Armv8(pt_armv8::regs::RegError),
+    /// CPU properties the architecture does not have (ARMv7: anything but a 40-bit PA and
+    /// 8-bit VMIDs; ARMv8: a VMID size other than 8 or 16 bits).
+    UnsupportedCpu(CpuCaps),
 }
 
 impl core::fmt::Display for RegisterError {
@@ -17,6 +21,11 @@ impl core::fmt::Display for RegisterError {
         match self {
             RegisterError::Armv7(e) => write!(f, "armv7: {e}"),
             RegisterError::Armv8(e) => write!(f, "armv8: {e}"),
+            RegisterError::UnsupportedCpu(c) => write!(
+                f,
+                "no such CPU: {}-bit physical addresses with {}-bit VMIDs",
+                c.pa_bits, c.vmid_bits
+            ),
         }
     }
 }
@@ -26,6 +35,7 @@ impl core::error::Error for RegisterError {
         match self {
             RegisterError::Armv7(e) => Some(e),
             RegisterError::Armv8(e) => Some(e),
+            RegisterError::UnsupportedCpu(_) => None,
         }
     }
 }
@@ -42,15 +52,31 @@ pub trait Arch: 'static {
 
     /// Short name: `"armv7"` or `"armv8"`.
     const NAME: &'static str;
-    /// Physical-address size of the supported CPU (40 bits on Cortex-A15 and Cortex-A53).
+    /// Physical-address size of the reference CPU (40 bits on Cortex-A15 and Cortex-A53). The
+    /// size a stage 2 uses is [`CpuCaps::pa_bits`], from [`cpu_caps`](Self::cpu_caps) or
+    /// given.
     const PA_BITS: u8;
-    /// Largest VMID.
+    /// Largest 8-bit VMID. A CPU with 16-bit VMIDs allows up to [`CpuCaps::max_vmid`].
     const MAX_VMID: u16 = 255;
 
-    /// VTTBR value for a stage-2 root at `root` with `geom` and `vmid`.
-    fn vttbr(root: PhysAddr, geom: &Geometry, vmid: u16) -> Result<u64, RegisterError>;
-    /// VTCR value for `geom` with `pa_bits` output addresses.
-    fn vtcr(geom: &Geometry, pa_bits: u8) -> Result<u64, RegisterError>;
+    /// The CPU this code runs on. ARMv8: on an `aarch64` target, read from
+    /// `ID_AA64MMFR0_EL1.PARange` and `ID_AA64MMFR1_EL1.VMIDBits` (both readable at EL2;
+    /// reserved values fall back to [`CpuCaps::CORTEX_A53`]); on the host,
+    /// [`CpuCaps::CORTEX_A53`]. ARMv7: always [`CpuCaps::CORTEX_A15`] (LPAE has a 40-bit PA
+    /// and 8-bit VMIDs).
+    fn cpu_caps() -> CpuCaps;
+
+    /// VTTBR value for a stage-2 root at `root` with `geom` and `vmid`, for VMIDs of
+    /// `cpu.vmid_bits`.
+    fn vttbr(
+        root: PhysAddr,
+        geom: &Geometry,
+        vmid: u16,
+        cpu: &CpuCaps,
+    ) -> Result<u64, RegisterError>;
+    /// VTCR value for `geom` on `cpu` (its PA size in `VTCR_EL2.PS`, its VMID size in
+    /// `VTCR_EL2.VS`; ARMv7's VTCR has neither field).
+    fn vtcr(geom: &Geometry, cpu: &CpuCaps) -> Result<u64, RegisterError>;
 
     /// Invalidates the TLB entries of every VM, whatever its VMID, and the instruction caches
     /// (KVM's `__kvm_flush_vm_context`). **Call it when VMIDs roll over**: before a VMID
@@ -80,12 +106,27 @@ impl Arch for Armv7 {
     const NAME: &'static str = "armv7";
     const PA_BITS: u8 = 40;
 
-    fn vttbr(root: PhysAddr, geom: &Geometry, vmid: u16) -> Result<u64, RegisterError> {
+    fn cpu_caps() -> CpuCaps {
+        CpuCaps::CORTEX_A15
+    }
+
+    fn vttbr(
+        root: PhysAddr,
+        geom: &Geometry,
+        vmid: u16,
+        cpu: &CpuCaps,
+    ) -> Result<u64, RegisterError> {
+        if *cpu != CpuCaps::CORTEX_A15 {
+            return Err(RegisterError::UnsupportedCpu(*cpu));
+        }
         pt_armv7::regs::vttbr(root, geom, vmid).map_err(RegisterError::Armv7)
     }
 
-    fn vtcr(geom: &Geometry, _pa_bits: u8) -> Result<u64, RegisterError> {
-        // ARMv7 VTCR has no output-size field: the PA size is fixed at 40 bits.
+    fn vtcr(geom: &Geometry, cpu: &CpuCaps) -> Result<u64, RegisterError> {
+        // ARMv7 VTCR has no output-size field: the PA size is fixed at 40 bits, VMIDs at 8.
+        if *cpu != CpuCaps::CORTEX_A15 {
+            return Err(RegisterError::UnsupportedCpu(*cpu));
+        }
         pt_armv7::regs::vtcr(geom)
             .map(u64::from)
             .map_err(RegisterError::Armv7)
@@ -103,12 +144,25 @@ impl Arch for Armv8 {
     const NAME: &'static str = "armv8";
     const PA_BITS: u8 = 40;
 
-    fn vttbr(root: PhysAddr, geom: &Geometry, vmid: u16) -> Result<u64, RegisterError> {
-        pt_armv8::regs::vttbr_el2(geom, root, vmid).map_err(RegisterError::Armv8)
+    fn cpu_caps() -> CpuCaps {
+        use pt_armv8::sysreg;
+        CpuCaps::from_armv8_id_regs(sysreg::id_aa64mmfr0_el1(), sysreg::id_aa64mmfr1_el1())
+            .unwrap_or(CpuCaps::CORTEX_A53)
     }
 
-    fn vtcr(geom: &Geometry, pa_bits: u8) -> Result<u64, RegisterError> {
-        pt_armv8::regs::vtcr_el2(geom, pa_bits).map_err(RegisterError::Armv8)
+    fn vttbr(
+        root: PhysAddr,
+        geom: &Geometry,
+        vmid: u16,
+        cpu: &CpuCaps,
+    ) -> Result<u64, RegisterError> {
+        pt_armv8::regs::vttbr_el2_vmid(geom, root, vmid, cpu.vmid_bits)
+            .map_err(RegisterError::Armv8)
+    }
+
+    fn vtcr(geom: &Geometry, cpu: &CpuCaps) -> Result<u64, RegisterError> {
+        pt_armv8::regs::vtcr_el2_vmid(geom, cpu.pa_bits, cpu.vmid_bits)
+            .map_err(RegisterError::Armv8)
     }
 
     fn flush_vm_context(maint: &pt_armv8::Maint) {

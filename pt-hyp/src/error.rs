@@ -22,6 +22,9 @@ pub enum Error {
     Geometry(GeometryError),
     /// A register value could not be computed (VMID too large, bad output size, ...).
     Register(RegisterError),
+    /// VMID 0 was asked for: it stays the host's unless
+    /// [`Stage2Config::with_vmid0`](crate::Stage2Config::with_vmid0) insists.
+    HostVmid,
     /// The input range reaches past the IPA (or VA) space of the tree.
     InputTooLarge {
         /// End of the range.
@@ -191,6 +194,7 @@ impl fmt::Display for Error {
             Error::Range(e) => write!(f, "bad range: {e}"),
             Error::Geometry(e) => write!(f, "bad IPA size: {e}"),
             Error::Register(e) => write!(f, "register value refused: {e}"),
+            Error::HostVmid => f.write_str("VMID 0 is the host's"),
             Error::InputTooLarge { end, limit } => {
                 write!(f, "range end {end:#x} beyond the input space ({limit:#x})")
             }

@@ -5,6 +5,7 @@
 pub mod arch;
 mod bitmap;
 pub mod cache;
+pub mod cpu;
 pub mod dump;
 pub mod error;
 pub mod fault;
@@ -13,6 +14,7 @@ pub mod stage2;
 
 pub use arch::{Arch, Armv7, Armv8, RegisterError};
 pub use cache::{PageCache, DEFAULT_CAPACITY, FAULT_PAGES};
+pub use cpu::CpuCaps;
 pub use error::Error;
 pub use fault::{
     AbortKind, AbortOutcome, Armv7AbortRegs, Armv8AbortRegs, DecodeError, FaultArch, FaultStatus,
@@ -25,7 +27,7 @@ pub use pt_core::{
     GuestMemoryError, Ipa, Limits, Maintenance, MemType, PageAllocator, Perms, PhysAddr,
     RangeError, Stage1Attrs, Stage2Attrs, TraceEvent, VirtAddr, BLOCK_1G, BLOCK_2M, PAGE_SIZE,
 };
-pub use stage2::{BlockSize, S2Translation, Stage2, MAX_LOGGED_SLOT, MAX_SLOTS};
+pub use stage2::{BlockSize, S2Translation, Stage2, Stage2Config, MAX_LOGGED_SLOT, MAX_SLOTS};
 
 /// The crates pt-hyp is built on, re-exported so that every type in pt-hyp's signatures is
 /// reachable from pt-hyp at the version it uses: no direct dependency (with a matching

@@ -3,6 +3,7 @@
 use crate::arch::Arch;
 use crate::bitmap::Bitmap;
 use crate::cache::PageCache;
+use crate::cpu::CpuCaps;
 use crate::error::Error;
 use crate::memslot::{Memslot, SlotDesc, SlotId};
 use arrayvec::ArrayVec;
@@ -51,6 +52,42 @@ impl BlockSize {
     }
 }
 
+/// How to build a [`Stage2`] ([`Stage2::with_config`]): IPA size, VMID, the CPU's properties,
+/// and whether VMID 0 may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stage2Config {
+    /// IPA size in bits.
+    pub ipa_bits: u8,
+    /// The VM's VMID.
+    pub vmid: u16,
+    /// The CPU's PA and VMID sizes.
+    pub cpu: CpuCaps,
+    /// Allow VMID 0, which otherwise stays the host's.
+    pub allow_vmid0: bool,
+}
+
+impl Stage2Config {
+    /// `ipa_bits`, `vmid` on `cpu`; VMID 0 not allowed.
+    pub const fn new(ipa_bits: u8, vmid: u16, cpu: CpuCaps) -> Self {
+        Self {
+            ipa_bits,
+            vmid,
+            cpu,
+            allow_vmid0: false,
+        }
+    }
+
+    /// The same, with VMID 0 allowed: the caller takes the host's VMID for this VM (it must
+    /// then flush the host's EL1&0 TLB entries itself, [`Arch::flush_vm_context`]).
+    pub const fn with_vmid0(self) -> Self {
+        Self {
+            allow_vmid0: true,
+            ..self
+        }
+    }
+}
+
 /// The stage-2 mapping of one IPA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct S2Translation {
@@ -86,6 +123,7 @@ pub struct Stage2<A: Arch, P: PageAllocator + GuestMemory> {
     vttbr: u64,
     vtcr: u64,
     pa_bits: u8,
+    cpu: CpuCaps,
     maint: A::Maint,
     slots: ArrayVec<Memslot, MAX_SLOTS>,
     next_slot: u16,
@@ -148,15 +186,37 @@ impl<M: Maintenance, G: GuestMemory> UnmapSink<Stage2Attrs> for CleanRam<'_, M, 
 
 impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// Allocates the zeroed root of a stage-2 tree for `ipa_bits`-bit IPAs (two concatenated,
-    /// 8 KiB-aligned tables for 40 bits; one table of four entries for 32 bits; any size the
-    /// architecture allows) and computes VTTBR and VTCR (`kvm_alloc_stage2_pgd`).
+    /// 8 KiB-aligned tables for 40 bits; one table of four entries for 32 bits; up to the
+    /// CPU's PA size on ARMv8) and computes VTTBR and VTCR (`kvm_alloc_stage2_pgd`), for the
+    /// CPU [`Arch::cpu_caps`] reports (on an ARMv8 target read from `ID_AA64MMFR0_EL1` and
+    /// `ID_AA64MMFR1_EL1`: a Cortex-A53 has a 40-bit PA and 8-bit VMIDs, so 41- to 48-bit
+    /// IPAs and VMIDs above 255 need a wider CPU).
+    ///
+    /// VMID 0 is refused ([`Error::HostVmid`]): it tags the host's own EL1&0 TLB entries
+    /// (KVM never gives it to a VM). [`with_config`](Self::with_config) with
+    /// [`Stage2Config::with_vmid0`] insists.
     pub fn new(alloc: P, ipa_bits: u8, vmid: u16) -> Result<Self, Error> {
+        Self::with_config(alloc, Stage2Config::new(ipa_bits, vmid, A::cpu_caps()))
+    }
+
+    /// [`new`](Self::new) with the CPU properties (PA size, VMID size) given rather than read,
+    /// and VMID 0 allowed if `config` says so.
+    pub fn with_config(alloc: P, config: Stage2Config) -> Result<Self, Error> {
+        let Stage2Config {
+            ipa_bits,
+            vmid,
+            cpu,
+            allow_vmid0,
+        } = config;
         let geom = Geometry::new(<A::S2 as Format>::LIMITS, ipa_bits)?;
-        let pa_bits = A::PA_BITS;
-        let vtcr = A::vtcr(&geom, pa_bits)?;
+        if vmid == 0 && !allow_vmid0 {
+            return Err(Error::HostVmid);
+        }
+        let pa_bits = cpu.pa_bits;
+        let vtcr = A::vtcr(&geom, &cpu)?;
         // The VTTBR encoder refuses a VMID beyond the field: ask it before allocating the
         // root, so a refusal needs no undoing (the root address does not matter for that).
-        A::vttbr(PhysAddr(0), &geom, vmid)?;
+        A::vttbr(PhysAddr(0), &geom, vmid, &cpu)?;
         let pages = geom.root_pages();
         let root = if pages == 1 {
             alloc.alloc_zeroed()
@@ -164,7 +224,7 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
             alloc.alloc_contiguous_zeroed(pages)
         }
         .ok_or(Error::OutOfMemory)?;
-        let vttbr = match A::vttbr(root, &geom, vmid) {
+        let vttbr = match A::vttbr(root, &geom, vmid, &cpu) {
             Ok(v) => v,
             Err(e) => {
                 alloc.free(root, pages);
@@ -179,6 +239,7 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
             vttbr,
             vtcr,
             pa_bits,
+            cpu,
             maint: A::Maint::default(),
             slots: ArrayVec::new(),
             next_slot: 0,
@@ -200,6 +261,16 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// The VMID.
     pub fn vmid(&self) -> u16 {
         self.vmid
+    }
+
+    /// The CPU properties the registers were computed for.
+    pub fn cpu(&self) -> CpuCaps {
+        self.cpu
+    }
+
+    /// The physical-address size output addresses must fit in ([`CpuCaps::pa_bits`]).
+    pub fn pa_bits(&self) -> u8 {
+        self.pa_bits
     }
 
     /// The tree's geometry.
