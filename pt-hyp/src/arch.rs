@@ -89,6 +89,16 @@ pub trait Arch: 'static {
     /// ([`pt_armv7::Maint::flush_vm_context`]). ARMv8: `DSB ISHST`, `TLBI ALLE1IS`,
     /// `IC IALLUIS`, `DSB ISH` ([`pt_armv8::Maint::flush_vm_context`]).
     fn flush_vm_context(maint: &Self::Maint);
+
+    /// Loads a VM's stage 2 on this CPU: VTCR, VTTBR, then `ISB`
+    /// ([`pt_armv7::sysreg::load_stage2`], [`pt_armv8::sysreg::load_stage2`]). Prefer
+    /// [`Stage2::load`](crate::Stage2::load).
+    ///
+    /// # Safety
+    ///
+    /// As the backend function says: HYP mode / EL2, `vttbr` and `vtcr` of one live tree that
+    /// stays allocated while any CPU runs with it.
+    unsafe fn load_stage2(vtcr: u64, vttbr: u64);
 }
 
 /// ARMv7-A with LPAE and the Virtualization Extensions (Cortex-A15 in HYP mode).
@@ -135,6 +145,12 @@ impl Arch for Armv7 {
     fn flush_vm_context(maint: &pt_armv7::Maint) {
         maint.flush_vm_context();
     }
+
+    unsafe fn load_stage2(vtcr: u64, vttbr: u64) {
+        // SAFETY: the caller upholds the backend's contract; ARMv7's VTCR is 32 bits (the
+        // value `vtcr` returned, zero-extended).
+        unsafe { pt_armv7::sysreg::load_stage2(vtcr as u32, vttbr) }
+    }
 }
 
 impl Arch for Armv8 {
@@ -167,5 +183,10 @@ impl Arch for Armv8 {
 
     fn flush_vm_context(maint: &pt_armv8::Maint) {
         maint.flush_vm_context();
+    }
+
+    unsafe fn load_stage2(vtcr: u64, vttbr: u64) {
+        // SAFETY: the caller upholds the backend's contract.
+        unsafe { pt_armv8::sysreg::load_stage2(vtcr, vttbr) }
     }
 }

@@ -56,6 +56,26 @@ pub use error::HypError;
 pub use io_area::IoArea;
 pub use regs::{HypArch, HypMmuRegs, HypRegsArch};
 
+/// Turns the hyp MMU of the calling CPU on with `regs`, in the order the architecture requires
+/// (KVM's `__do_hyp_init` / `__kvm_hyp_init`): the memory-attribute, translation-control and
+/// table-base registers, `ISB`, a local invalidation of the hyp TLB (`TLBIALLH` /
+/// `TLBI ALLE2`) and `DSB ISH`, then the whole system control register
+/// ([`HypMmuRegs::sctlr`]) and `ISB`. On the host the instructions are recorded.
+///
+/// Every CPU runs it once, with the same `regs` (keep them: [`HypTables::leak`] gives up
+/// the tables, the values stay valid).
+///
+/// # Safety
+///
+/// `regs` must come from [`HypTables::mmu_regs`] of architecture `A`, for tables that stay
+/// allocated (leaked) for as long as any CPU uses them. Run in HYP mode / at EL2 (without
+/// VHE), from code that those tables identity map ([`HypTables::map_idmap`]), with everything
+/// the hypervisor touches next (code, stack, data) mapped in them.
+pub unsafe fn enable_mmu<A: HypArch>(regs: &HypMmuRegs) {
+    // SAFETY: the caller's contract.
+    unsafe { A::enable_mmu(regs) }
+}
+
 use crate::arch::{Arch, RegisterError};
 use core::marker::PhantomData;
 use pt_core::ops::{self, MapRequest, PartialBlock, Translation};

@@ -263,6 +263,23 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
         self.vmid
     }
 
+    /// Loads this VM's stage 2 on the calling CPU: VTCR ([`vtcr`](Self::vtcr)), VTTBR
+    /// ([`vttbr`](Self::vttbr)), then the `ISB` that makes them govern what follows
+    /// ([`Arch::load_stage2`]; on the host the instructions are recorded). Call it on every
+    /// CPU before it runs a vCPU of this VM: VTCR is per CPU, and on ARMv8 it may differ
+    /// between VMs (IPA size). Then set `HCR.VM` (with the rest of your HCR) and enter the
+    /// guest.
+    ///
+    /// # Safety
+    ///
+    /// Run in HYP mode / at EL2 (without VHE), with no vCPU of another VM running on this CPU.
+    /// The tree must outlive every CPU's use of it: drop the `Stage2` only after every CPU
+    /// stopped running the VM.
+    pub unsafe fn load(&self) {
+        // SAFETY: the caller's contract; vtcr and vttbr belong to this live tree.
+        unsafe { A::load_stage2(self.vtcr, self.vttbr) }
+    }
+
     /// The CPU properties the registers were computed for.
     pub fn cpu(&self) -> CpuCaps {
         self.cpu

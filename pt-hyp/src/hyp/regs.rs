@@ -39,7 +39,9 @@ pub struct HypMmuRegs {
     /// HTTBR (64-bit) or TTBR0_EL2: the root table of the hyp tree.
     pub ttbr: u64,
     /// HSCTLR (32-bit register, zero-extended) or SCTLR_EL2, with the MMU (M) and the data (C)
-    /// and instruction (I) caches on; WXN is left clear.
+    /// and instruction (I) caches on; WXN is left clear. A **whole** register value, RES1 bits
+    /// included: write it as it is, do not OR it into the register's current (reset or
+    /// firmware) value, whose other bits are UNKNOWN or someone else's choice.
     pub sctlr: u64,
 }
 
@@ -69,6 +71,14 @@ pub trait HypArch: Arch {
         geom: &Geometry,
         pa_bits: u8,
     ) -> Result<HypMmuRegs, RegisterError>;
+
+    /// Turns the hyp MMU on with `regs`, in the order the architecture requires (see
+    /// [`enable_mmu`](super::enable_mmu)).
+    ///
+    /// # Safety
+    ///
+    /// As for [`enable_mmu`](super::enable_mmu).
+    unsafe fn enable_mmu(regs: &HypMmuRegs);
 }
 
 impl HypArch for Armv7 {
@@ -90,6 +100,22 @@ impl HypArch for Armv7 {
             sctlr: regs::hsctlr_mmu_on().into(),
         })
     }
+
+    /// HMAIR0, HMAIR1, HTCR, HTTBR, `ISB`, TLBIALLH, `DSB ISH`, HSCTLR, `ISB`
+    /// ([`pt_armv7::sysreg::enable_hyp_mmu`]).
+    unsafe fn enable_mmu(r: &HypMmuRegs) {
+        // SAFETY: the caller's contract. HTCR and HSCTLR are 32-bit registers: `hyp_mmu_regs`
+        // zero-extended them.
+        unsafe {
+            pt_armv7::sysreg::enable_hyp_mmu(
+                r.mair_lo(),
+                r.mair_hi(),
+                r.tcr as u32,
+                r.ttbr,
+                r.sctlr as u32,
+            )
+        }
+    }
 }
 
 impl HypArch for Armv8 {
@@ -110,5 +136,12 @@ impl HypArch for Armv8 {
             ttbr,
             sctlr: regs::sctlr_el2_mmu_on(),
         })
+    }
+
+    /// MAIR_EL2, TCR_EL2, TTBR0_EL2, `ISB`, `TLBI ALLE2`, `DSB ISH`, SCTLR_EL2, `ISB`
+    /// ([`pt_armv8::sysreg::enable_el2_mmu`]).
+    unsafe fn enable_mmu(r: &HypMmuRegs) {
+        // SAFETY: the caller's contract.
+        unsafe { pt_armv8::sysreg::enable_el2_mmu(r.mair, r.tcr, r.ttbr, r.sctlr) }
     }
 }
