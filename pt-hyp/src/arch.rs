@@ -42,6 +42,17 @@ impl core::error::Error for RegisterError {
 
 /// An architecture: its two descriptor formats, its maintenance instructions and its register
 /// values. Implemented by [`Armv7`] (Cortex-A15, HYP mode) and [`Armv8`] (Cortex-A53, EL2).
+///
+/// **Only the target's own architecture is implemented** on a bare-metal build: on an ARMv7
+/// target (`target_arch = "arm"`) `Armv8` is not an `Arch`, on an ARMv8 target
+/// (`target_arch = "aarch64"`) `Armv7` is not, so `Stage2<Armv8, _>` built for the Cortex-A15
+/// is a compile error instead of tables whose TLB maintenance silently does nothing. Every
+/// other target (the host: tests, tools) has both, with the instructions recorded.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an architecture backend of this build target",
+    note = "pt-hyp implements `Armv7` only for ARMv7 targets and `Armv8` only for AArch64 \
+            targets (both on the host)"
+)]
 pub trait Arch: 'static {
     /// Hyp-mode stage-1 descriptor format (HTTBR / TTBR0_EL2 trees).
     type Hyp: Format<Attrs = Stage1Attrs>;
@@ -101,14 +112,19 @@ pub trait Arch: 'static {
     unsafe fn load_stage2(vtcr: u64, vttbr: u64);
 }
 
-/// ARMv7-A with LPAE and the Virtualization Extensions (Cortex-A15 in HYP mode).
+/// ARMv7-A with LPAE and the Virtualization Extensions (Cortex-A15 in HYP mode). An [`Arch`]
+/// on ARMv7 targets and on the host, not on AArch64 targets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Armv7;
 
-/// ARMv8-A (Cortex-A53 at EL2).
+/// ARMv8-A (Cortex-A53 at EL2). An [`Arch`] on AArch64 targets and on the host, not on ARMv7
+/// targets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Armv8;
 
+// Not on an ARMv8 target: there the ARMv7 backend's instructions would not exist (point 7 of
+// issue 18: the wrong backend is a compile error, not a silent no-op).
+#[cfg(not(target_arch = "aarch64"))]
 impl Arch for Armv7 {
     type Hyp = pt_armv7::HypFormat;
     type S2 = pt_armv7::S2Format;
@@ -153,6 +169,8 @@ impl Arch for Armv7 {
     }
 }
 
+// Not on an ARMv7 target (see the ARMv7 impl).
+#[cfg(not(target_arch = "arm"))]
 impl Arch for Armv8 {
     type Hyp = pt_armv8::HypFormat;
     type S2 = pt_armv8::S2Format;

@@ -6,7 +6,7 @@
 //! values; [`HypArch`] picks them for one tree and [`HypMmuRegs`] carries them, as `u64`s, in a
 //! shape common to both architectures.
 
-use crate::arch::{Arch, Armv7, Armv8, RegisterError};
+use crate::arch::{Arch, RegisterError};
 use pt_core::{Geometry, PhysAddr};
 
 /// Which architecture's registers a [`HypMmuRegs`] holds.
@@ -81,7 +81,10 @@ pub trait HypArch: Arch {
     unsafe fn enable_mmu(regs: &HypMmuRegs);
 }
 
-impl HypArch for Armv7 {
+// Not on an ARMv8 target: there the ARMv7 backend's instructions would not exist (point 7 of
+// issue 18: the wrong backend is a compile error, not a silent no-op).
+#[cfg(not(target_arch = "aarch64"))]
+impl HypArch for crate::arch::Armv7 {
     /// HTCR from the geometry (`pa_bits` is not encoded: ARMv7 LPAE output addresses are
     /// always 40 bits), HMAIR0/HMAIR1, HTTBR = the root, HSCTLR with M, C, I and CP15BEN.
     fn hyp_mmu_regs(
@@ -118,7 +121,9 @@ impl HypArch for Armv7 {
     }
 }
 
-impl HypArch for Armv8 {
+// Not on an ARMv7 target (see the ARMv7 impl).
+#[cfg(not(target_arch = "arm"))]
+impl HypArch for crate::arch::Armv8 {
     /// TCR_EL2 from the geometry and `pa_bits` (PS), MAIR_EL2, TTBR0_EL2 = the root,
     /// SCTLR_EL2 with M, C and I.
     fn hyp_mmu_regs(
