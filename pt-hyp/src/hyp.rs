@@ -238,6 +238,13 @@ impl<A: Arch, P: PageAllocator> HypTables<A, P> {
         ops::translate(&self.walker(), va.0)
     }
 
+    /// Calls `f` for every leaf (block or page) of the hyp tree, in VA order: VA range, level,
+    /// output address, decoded attributes and raw descriptor (the records the
+    /// [`dump`](Self::dump) is built on). Read only: no TLB duty.
+    pub fn for_each_leaf(&self, f: impl FnMut(ops::Leaf<Stage1Attrs>)) {
+        ops::for_each_leaf(&self.walker(), 0, self.geom.ia_size(), f);
+    }
+
     /// Maps hyp VAs `[va, va + size)` to `[pa, pa + size)` with `attrs` (the core of
     /// `create_hyp_mappings`, `__create_hyp_mappings`): 1 GiB and 2 MiB blocks where VA, PA
     /// and size are aligned to them, pages elsewhere. Writable together with executable is

@@ -21,7 +21,7 @@ pub use fault::{
     GuestAbort, InjectReason, Injection, MmioAccess,
 };
 pub use memslot::{Memslot, SlotDesc, SlotFlags, SlotId};
-pub use pt_core::ops::{DumpStats, Translation};
+pub use pt_core::ops::{DumpStats, Leaf, Translation};
 pub use pt_core::{
     AddrRange, Address, CacheOp, DescKind, Format, Geometry, GeometryError, GuestMemory,
     GuestMemoryError, Ipa, Limits, Maintenance, MemType, PageAllocator, Perms, PhysAddr,

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::memslot::{Memslot, SlotDesc, SlotId};
 use arrayvec::ArrayVec;
 use core::marker::PhantomData;
-use pt_core::ops::{self, MapRequest, PartialBlock, TableSource, UnmapSink};
+use pt_core::ops::{self, Leaf, MapRequest, PartialBlock, TableSource, UnmapSink};
 use pt_core::{
     guest_dcache, AddrRange, CacheOp, Entries, Entry, Format, Geometry, GuestMemory,
     GuestMemoryError, Ipa, LeafFlow, Maintenance, PageAllocator, Perms, PhysAddr, Stage2Attrs,
@@ -101,6 +101,9 @@ pub struct S2Translation {
     pub leaf_ipa: Ipa,
     /// Bytes the leaf maps.
     pub size: u64,
+    /// The raw leaf descriptor, as the table walker reads it (decode it with the
+    /// architecture's format, e.g. `pt_armv8::Descriptor`).
+    pub desc: u64,
 }
 
 /// The stage-2 tables of one VM, its VMID and memslots: what KVM/ARM keeps in `kvm->arch`
@@ -477,7 +480,26 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
             level: t.level,
             leaf_ipa: Ipa(t.leaf_ia),
             size: t.size(),
+            desc: t.desc,
         })
+    }
+
+    /// Calls `f` for every leaf (block or page) of the tree, in IPA order: its IPA range
+    /// ([`Leaf::ia`](pt_core::ops::Leaf::ia), [`size`](pt_core::ops::Leaf::size)), level,
+    /// output address, decoded attributes and raw descriptor. The structured view of what
+    /// [`dump`](Self::dump) prints (the dump is built on the same leaf records), for tools and
+    /// tests. Read only: no TLB or cache duty.
+    pub fn for_each_leaf(&self, f: impl FnMut(Leaf<Stage2Attrs>)) {
+        ops::for_each_leaf(&self.walker(), 0, self.geom.ia_size(), f);
+    }
+
+    /// [`for_each_leaf`](Self::for_each_leaf) over `[ipa, ipa + size)` only: a leaf the range
+    /// covers in part is reported with the part inside (its `ia`, `oa` and `size` cut to the
+    /// range; `leaf_ia` and `desc` are the whole leaf's). A range reaching past the IPA space
+    /// (or wrapping) visits nothing past it.
+    pub fn for_each_leaf_in(&self, ipa: Ipa, size: u64, f: impl FnMut(Leaf<Stage2Attrs>)) {
+        let end = ipa.0.saturating_add(size).min(self.geom.ia_size());
+        ops::for_each_leaf(&self.walker(), ipa.0, end, f);
     }
 
     /// Clears the block that maps `ipa` and invalidates it, so that pages can be mapped in its
