@@ -21,6 +21,7 @@
 mod decode;
 mod mmio;
 mod policy;
+mod syndrome;
 
 pub use decode::{
     decode_armv7, decode_armv8, AbortKind, Armv7AbortRegs, Armv8AbortRegs, DecodeError, FaultArch,
@@ -28,6 +29,7 @@ pub use decode::{
 };
 pub use mmio::MmioAccess;
 pub use policy::{block_allowed, leaf_level};
+pub use syndrome::{AbortSyndrome, AccessSize, SyndromeError};
 
 use crate::cache::PageCache;
 use crate::error::Error;
