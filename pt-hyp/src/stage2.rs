@@ -575,7 +575,9 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
         .map_err(Error::from)
     }
 
-    /// Write-protects every leaf in `[ipa, ipa + size)` for dirty logging (`stage2_wp_range`):
+    /// Write-protects every leaf in `[ipa, ipa + size)` for dirty logging (`stage2_wp_range`,
+    /// whose per-level helpers `stage2_wp_puds`, `stage2_wp_pmds` and `stage2_wp_ptes` are
+    /// the one level-generic visitor [`pt_core::ops::update`]):
     /// each writable leaf loses write permission and gets the software "logged" bit, so the
     /// fault path knows it may give write permission back. One invalidation per changed leaf
     /// (or one VMID flush). Returns the number of leaves changed.

@@ -116,8 +116,30 @@ impl FaultStatus {
 }
 
 /// The fields of a guest abort's syndrome, to pack into [`Armv8AbortRegs`] or
-/// [`Armv7AbortRegs`] (see the [module](self) documentation). Starts as a 32-bit instruction
-/// (IL set) with every flag clear; each method sets one field.
+/// [`Armv7AbortRegs`]: the inverse of [`decode_armv8`](super::decode_armv8) and
+/// [`decode_armv7`](super::decode_armv7). Starts as a 32-bit instruction (IL set) with every
+/// flag clear; each method sets one field.
+///
+/// ```
+/// use pt_hyp::fault::{AbortSyndrome, AccessSize, FaultStatus};
+/// use pt_hyp::Ipa;
+///
+/// // A 4-byte store from x3 that takes a level-1 translation fault at IPA 0x4000_1234.
+/// let s = AbortSyndrome::data(FaultStatus::Translation { level: 1 })
+///     .write()
+///     .access(AccessSize::Word, 3);
+/// let regs = s.armv8(0x4000_1234, Ipa(0x4000_1234)).unwrap();
+/// assert_eq!(regs.esr, 0x9383_0045);
+/// assert_eq!(regs.hpfar, 0x0040_0010); // IPA[47:12] in [39:4]
+/// let hsr = s.armv7(0x4000_1234, Ipa(0x4000_1234)).unwrap().hsr;
+/// assert_eq!(hsr, 0x9383_0045);
+/// ```
+///
+/// Bit positions: ARM ARM (DDI 0487) D13.2.37 ESR_ELx with the ISS of a data abort (EC
+/// `[31:26]`, IL 25, ISV 24, SAS `[23:22]`, SSE 21, SRT `[20:16]`, SF 15, AR 14, FnV 10, EA 9,
+/// CM 8, S1PTW 7, WnR 6, DFSC `[5:0]`) and of an instruction abort (IL, FnV, EA, S1PTW, IFSC),
+/// HPFAR_EL2 FIPA `[39:4]` = `IPA[47:12]`; DDI 0406C B3.13.6 HSR (the same, SRT `[19:16]`,
+/// no SF, AR or FnV) and B4.1.84 HPFAR (`[31:4]` = `IPA[39:12]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AbortSyndrome {
     kind: AbortKind,
