@@ -456,6 +456,7 @@ fn test_steps(steps: &mut Steps) -> Result<()> {
             run(build.arg("--target").arg(image.target))
         })?;
     }
+    steps.step("wrong backend refused", || backend_check(&root))?;
     let msrv = msrv()?;
     steps.step(&format!("MSRV {msrv}"), || msrv_check(&root, &msrv))?;
     // The examples' shared, architecture-independent logic (PSCI, set/way rule, test device)
@@ -474,6 +475,50 @@ fn test_steps(steps: &mut Steps) -> Result<()> {
     steps.step("tests", || {
         run(cargo().current_dir(&root).args(["test", "--workspace"]))
     })
+}
+
+/// For each bare-metal target, `xtask/backend-check` builds with the target's own pt-hyp
+/// backend and fails to build with the other one, with pt-hyp's diagnostic: the wrong backend
+/// is a compile error, not tables whose maintenance silently does nothing.
+fn backend_check(root: &Path) -> Result<()> {
+    for image in IMAGES {
+        let (own, other) = if image.target.starts_with("aarch64") {
+            ("armv8", "armv7")
+        } else {
+            ("armv7", "armv8")
+        };
+        let build = |feature: &str| {
+            let mut c = cargo();
+            c.current_dir(root)
+                .args(["build", "-p", "backend-check", "--target", image.target])
+                .args(["--features", feature]);
+            c
+        };
+        run(&mut build(own))?;
+        let mut wrong = build(other);
+        eprintln!("xtask: running {wrong:?} (must fail)");
+        let out = wrong
+            .output()
+            .map_err(|e| format!("cannot start {wrong:?}: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return Err(format!(
+                "pt-hyp's {other} backend built for {}: it must not compile there",
+                image.target
+            ));
+        }
+        if !stderr.contains("is not an architecture backend of this build target") {
+            return Err(format!(
+                "the {other} build for {} failed, but not with pt-hyp's diagnostic:\n{stderr}",
+                image.target
+            ));
+        }
+        eprintln!(
+            "xtask: {other} for {}: refused at compile time, as it must be",
+            image.target
+        );
+    }
+    Ok(())
 }
 
 /// The libraries built for both bare-metal targets with the MSRV toolchain, installed if
