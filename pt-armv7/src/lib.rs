@@ -10,6 +10,8 @@
 //! * [`memattr`] — HMAIR0/HMAIR1 and the stage-2 MemAttr values of each memory type.
 //! * [`regs`] — HTCR, HTTBR, VTCR, VTTBR and HSCTLR values computed from a [`Geometry`],
 //!   with a typed [`RegError`](regs::RegError) for what ARMv7 cannot express.
+//! * [`sysreg`] — the activation sequences: load a VM's stage 2 (VTCR, VTTBR, `ISB`) and turn
+//!   the HYP MMU on (HMAIR0/1, HTCR, HTTBR, TLBIALLH, HSCTLR).
 //! * [`Maint`] — the cp15 TLB and cache maintenance and the barriers, as inline assembly on
 //!   `target_arch = "arm"` and recorded through [`pt_core::trace`] on the host. ARMv7 has no
 //!   stage-2 invalidation by IPA, so every stage-2 batch ends in one whole-VMID flush.
@@ -47,6 +49,7 @@ pub mod memattr;
 pub mod regs;
 mod stage1;
 mod stage2;
+pub mod sysreg;
 
 pub use descriptor::Descriptor;
 pub use maint::Maint;

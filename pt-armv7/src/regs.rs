@@ -13,6 +13,7 @@ pub use crate::memattr::{attr_index, HMAIR0, HMAIR1};
 
 /// Why a register value could not be computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegError {
     /// The geometry's input-address size cannot be expressed by the register's T0SZ field.
     InputSize {

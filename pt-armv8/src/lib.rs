@@ -10,6 +10,8 @@
 //! - [`memattr`]: memory types as `MAIR_EL2` indices and as stage-2 `MemAttr` values;
 //! - [`regs`]: the values of `TCR_EL2`, `TTBR0_EL2`, `VTCR_EL2`, `VTTBR_EL2`, `MAIR_EL2` and
 //!   `SCTLR_EL2` computed from a [`pt_core::Geometry`];
+//! - [`sysreg`]: the CPU's PA and VMID sizes (`ID_AA64MMFR0_EL1`, `ID_AA64MMFR1_EL1`) and the
+//!   activation sequences (load a VM's stage 2, turn the EL2 MMU on);
 //! - [`Maint`]: TLB maintenance, cache maintenance and barriers, as inline assembly on
 //!   `aarch64` and as records of the same instruction sequence everywhere else (the host), so
 //!   host tests pin what the hardware would execute.
@@ -49,6 +51,7 @@ pub mod memattr;
 pub mod regs;
 pub mod stage1;
 pub mod stage2;
+pub mod sysreg;
 
 pub use descriptor::Descriptor;
 pub use maint::Maint;

@@ -14,6 +14,7 @@ pub use crate::memattr::{attr_index, MAIR_EL2};
 
 /// Why a register value could not be computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegError {
     /// The physical-address size has no `PS` encoding (32, 36, 40, 42, 44 and 48 bits do).
     UnsupportedPaBits {
@@ -72,6 +73,12 @@ pub enum RegError {
         /// The VMID given.
         vmid: u16,
     },
+    /// A VMID size other than 8 or 16 bits, or an `ID_AA64MMFR1_EL1.VMIDBits` value other than
+    /// `0b0000` (8 bits) and `0b0010` (16 bits).
+    UnsupportedVmidBits {
+        /// The size asked for, or the raw `VMIDBits` field.
+        bits: u8,
+    },
 }
 
 impl core::error::Error for RegError {}
@@ -117,6 +124,9 @@ impl fmt::Display for RegError {
             }
             RegError::RootBeyondOa { root } => write!(f, "root {root:?} beyond 48-bit BADDR"),
             RegError::VmidTooWide { vmid } => write!(f, "VMID {vmid} does not fit in 8 bits"),
+            RegError::UnsupportedVmidBits { bits } => {
+                write!(f, "unsupported VMID size {bits} (8 or 16 bits)")
+            }
         }
     }
 }
@@ -141,7 +151,7 @@ pub const VTCR_VS16: u64 = 1 << 19;
 pub const TCR_EL2_RES1: u64 = (1 << 31) | (1 << 23);
 /// `VTCR_EL2` RES1 bit 31.
 pub const VTCR_EL2_RES1: u64 = 1 << 31;
-/// `VTTBR_EL2` bits `[55:48]`: the 8-bit VMID.
+/// `VTTBR_EL2` bits `[55:48]`: the 8-bit VMID (bits `[63:48]` with 16-bit VMIDs).
 pub const VTTBR_VMID_SHIFT: u32 = 48;
 /// `TTBR0_EL2` / `VTTBR_EL2` `BADDR` bits `[47:1]` (bit 0 is CnP from ARMv8.2, left 0).
 pub const BADDR_MASK: u64 = ((1 << 48) - 1) & !1;
@@ -180,6 +190,16 @@ pub fn parange_to_pa_bits(id_aa64mmfr0_el1: u64) -> Result<u8, RegError> {
             })
         }
     })
+}
+
+/// The VMID size `ID_AA64MMFR1_EL1.VMIDBits` (bits `[7:4]`) reports: `0b0000` 8 bits,
+/// `0b0010` 16 bits (ARMv8.1 VMID16; the only two values the architecture defines).
+pub fn vmidbits_to_bits(id_aa64mmfr1_el1: u64) -> Result<u8, RegError> {
+    match (id_aa64mmfr1_el1 >> 4) & 0xf {
+        0b0000 => Ok(8),
+        0b0010 => Ok(16),
+        other => Err(RegError::UnsupportedVmidBits { bits: other as u8 }),
+    }
 }
 
 fn t0sz(geom: &Geometry) -> Result<u64, RegError> {
@@ -241,6 +261,18 @@ pub fn ttbr0_el2(root: PhysAddr) -> Result<u64, RegError> {
 /// `pa_bits`. `pa_bits` should be the smaller of the wanted size and
 /// `ID_AA64MMFR0_EL1.PARange` ([`parange_to_pa_bits`]).
 pub fn vtcr_el2(geom: &Geometry, pa_bits: u8) -> Result<u64, RegError> {
+    vtcr_el2_vmid(geom, pa_bits, 8)
+}
+
+/// [`vtcr_el2`] for `vmid_bits`-bit VMIDs: 8 leaves `VS` (bit 19) clear, 16 sets it (ARMv8.1
+/// VMID16, where `ID_AA64MMFR1_EL1.VMIDBits` is `0b0010`: [`vmidbits_to_bits`]). Any other
+/// size is [`RegError::UnsupportedVmidBits`].
+pub fn vtcr_el2_vmid(geom: &Geometry, pa_bits: u8, vmid_bits: u8) -> Result<u64, RegError> {
+    let vs = match vmid_bits {
+        8 => 0,
+        16 => VTCR_VS16,
+        bits => return Err(RegError::UnsupportedVmidBits { bits }),
+    };
     let t0sz = t0sz(geom)?;
     let ps = pa_bits_to_ps(pa_bits)?;
     let ia_bits = geom.ia_bits();
@@ -266,16 +298,30 @@ pub fn vtcr_el2(geom: &Geometry, pa_bits: u8) -> Result<u64, RegError> {
         return Err(RegError::IpaExceedsPa { ia_bits, pa_bits });
     }
     debug_assert!(start_level < LAST_LEVEL);
-    Ok(VTCR_EL2_RES1 | (ps << PS_SHIFT) | WALK_ATTRS | (sl0 << SL0_SHIFT) | t0sz)
+    Ok(VTCR_EL2_RES1 | vs | (ps << PS_SHIFT) | WALK_ATTRS | (sl0 << SL0_SHIFT) | t0sz)
 }
 
 /// `VTTBR_EL2` for the VM whose stage-2 tree `geom` has its root at `root`, with `vmid`
 /// (KVM's `kvm_get_vttbr`): `BADDR` = `root`, which must be aligned to the whole concatenated
 /// root (`geom.root_pages()` pages) and below 2^48; `VMID` in bits `[55:48]`, 8 bits on ARMv8.0.
 pub fn vttbr_el2(geom: &Geometry, root: PhysAddr, vmid: u16) -> Result<u64, RegError> {
+    vttbr_el2_vmid(geom, root, vmid, 8)
+}
+
+/// [`vttbr_el2`] for `vmid_bits`-bit VMIDs: with 8, `VMID` is bits `[55:48]` and a VMID above
+/// 255 is [`RegError::VmidTooWide`]; with 16 (`VTCR_EL2.VS` set, [`vtcr_el2_vmid`]) it is bits
+/// `[63:48]`. Any other size is [`RegError::UnsupportedVmidBits`].
+pub fn vttbr_el2_vmid(
+    geom: &Geometry,
+    root: PhysAddr,
+    vmid: u16,
+    vmid_bits: u8,
+) -> Result<u64, RegError> {
     let baddr = baddr(geom.root_pages(), root)?;
-    if vmid > 0xff {
-        return Err(RegError::VmidTooWide { vmid });
+    match vmid_bits {
+        8 if vmid > 0xff => return Err(RegError::VmidTooWide { vmid }),
+        8 | 16 => {}
+        bits => return Err(RegError::UnsupportedVmidBits { bits }),
     }
     Ok(((vmid as u64) << VTTBR_VMID_SHIFT) | baddr)
 }
@@ -338,6 +384,36 @@ mod tests {
                 Err(RegError::UnsupportedPaBits { pa_bits: bits })
             );
         }
+    }
+
+    #[test]
+    fn vmid16_sets_vs_and_fills_vttbr_63_48() {
+        // ID_AA64MMFR1_EL1.VMIDBits [7:4]: 0b0000 = 8 bits, 0b0010 = 16 bits.
+        assert_eq!(vmidbits_to_bits(0x0000_0000_0000_0000), Ok(8));
+        assert_eq!(vmidbits_to_bits(0x0000_0000_1111_0020), Ok(16));
+        assert_eq!(
+            vmidbits_to_bits(0x10),
+            Err(RegError::UnsupportedVmidBits { bits: 1 })
+        );
+        let g = s2(40);
+        assert_eq!(
+            vtcr_el2_vmid(&g, 40, 16),
+            Ok(vtcr_el2(&g, 40).unwrap() | 1 << 19)
+        );
+        assert_eq!(vtcr_el2_vmid(&g, 40, 8), vtcr_el2(&g, 40));
+        assert_eq!(
+            vtcr_el2_vmid(&g, 40, 12),
+            Err(RegError::UnsupportedVmidBits { bits: 12 })
+        );
+        let root = PhysAddr(0x8000_2000);
+        assert_eq!(
+            vttbr_el2_vmid(&g, root, 0xfedc, 16),
+            Ok(0xfedc_0000_8000_2000)
+        );
+        assert_eq!(
+            vttbr_el2_vmid(&g, root, 0x100, 8),
+            Err(RegError::VmidTooWide { vmid: 0x100 })
+        );
     }
 
     #[test]

@@ -90,6 +90,7 @@ address_type!(
 
 /// Why a range was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RangeError {
     /// The range holds no bytes.
     Empty,

@@ -68,6 +68,7 @@ impl Limits {
 
 /// Why a geometry was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GeometryError {
     /// The input-address size is outside what the architecture allows for this stage.
     UnsupportedInputSize {

@@ -33,25 +33,60 @@ pub fn leaked_pages() -> usize {
 ///
 /// ```compile_fail
 /// // Too small to ever hold the pages one fault may need: rejected at build time.
-/// let cache = pt_hyp::PageCache::<3>::new();
+/// let cache = pt_hyp::PageCache::<3>::empty();
 /// ```
 ///
 /// The cache holds no allocator: give its pages back with [`release`](Self::release) before
 /// dropping it. A cache dropped with pages in it leaks them, and the leak is counted in
 /// [`leaked_pages`].
-pub struct PageCache<const N: usize = 8> {
+///
+/// `PageCache::new()` is a cache of the default capacity, [`DEFAULT_CAPACITY`] pages, with no
+/// type annotation needed; another capacity is `PageCache::<16>::empty()` (or
+/// `PageCache::<16>::default()`):
+///
+/// ```
+/// use pt_hyp::{PageCache, DEFAULT_CAPACITY};
+///
+/// let cache = PageCache::new();
+/// assert_eq!(cache.capacity(), DEFAULT_CAPACITY);
+/// let big = PageCache::<16>::empty();
+/// assert_eq!(big.capacity(), 16);
+/// ```
+pub struct PageCache<const N: usize = DEFAULT_CAPACITY> {
     pages: ArrayVec<PhysAddr, N>,
 }
 
+/// The capacity of `PageCache` without a `N` (`PageCache::new()`): two faults' worth of pages
+/// on the deepest (4-level) tree.
+pub const DEFAULT_CAPACITY: usize = 2 * FAULT_PAGES;
+
 impl<const N: usize> Default for PageCache<N> {
     fn default() -> Self {
-        Self::new()
+        Self::empty()
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for PageCache<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PageCache")
+            .field("capacity", &N)
+            .field("pages", &self.pages.as_slice())
+            .finish()
+    }
+}
+
+impl PageCache {
+    /// An empty cache of [`DEFAULT_CAPACITY`] pages: `let mut cache = PageCache::new();`
+    /// needs no type annotation. For another capacity use [`empty`](Self::empty).
+    pub const fn new() -> Self {
+        Self::empty()
     }
 }
 
 impl<const N: usize> PageCache<N> {
-    /// An empty cache. Does not compile when `N` is below [`FAULT_PAGES`].
-    pub const fn new() -> Self {
+    /// An empty cache of capacity `N` (`PageCache::<16>::empty()`). Does not compile when `N`
+    /// is below [`FAULT_PAGES`].
+    pub const fn empty() -> Self {
         const {
             assert!(
                 N >= FAULT_PAGES,

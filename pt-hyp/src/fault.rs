@@ -21,6 +21,7 @@
 mod decode;
 mod mmio;
 mod policy;
+mod syndrome;
 
 pub use decode::{
     decode_armv7, decode_armv8, AbortKind, Armv7AbortRegs, Armv8AbortRegs, DecodeError, FaultArch,
@@ -28,6 +29,7 @@ pub use decode::{
 };
 pub use mmio::MmioAccess;
 pub use policy::{block_allowed, leaf_level};
+pub use syndrome::{AbortSyndrome, AccessSize, SyndromeError};
 
 use crate::cache::PageCache;
 use crate::error::Error;
@@ -39,8 +41,10 @@ use pt_core::{
     PhysAddr, Stage2Attrs, PAGE_SIZE,
 };
 
-/// Why the guest must be given an abort instead of being resumed.
+/// Why the guest must be given an abort instead of being resumed. New reasons may be added in a
+/// minor release: keep a wildcard arm when matching.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InjectReason {
     /// A synchronous external abort or parity/ECC error (`kvm_handle_guest_sea` failed; KVM
     /// injects a virtual SError, `kvm_inject_vabt`).
@@ -79,7 +83,13 @@ pub struct Injection {
 }
 
 /// What the hypervisor does after a guest abort (`kvm_handle_guest_abort`'s return paths).
+///
+/// New outcomes may be added in a minor release (`#[non_exhaustive]`): match the ones you act
+/// on and send the rest through [`resumes_guest`](Self::resumes_guest), e.g.
+/// `o if o.resumes_guest() => resume()`, with a final wildcard arm that treats anything else
+/// as fatal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AbortOutcome {
     /// RAM was mapped (`user_mem_abort`): a leaf of `size` bytes at `ipa`. Its data cache was
     /// cleaned to the point of coherency first when the guest runs with its caches off, and

@@ -56,6 +56,26 @@ pub use error::HypError;
 pub use io_area::IoArea;
 pub use regs::{HypArch, HypMmuRegs, HypRegsArch};
 
+/// Turns the hyp MMU of the calling CPU on with `regs`, in the order the architecture requires
+/// (KVM's `__do_hyp_init` / `__kvm_hyp_init`): the memory-attribute, translation-control and
+/// table-base registers, `ISB`, a local invalidation of the hyp TLB (`TLBIALLH` /
+/// `TLBI ALLE2`) and `DSB ISH`, then the whole system control register
+/// ([`HypMmuRegs::sctlr`]) and `ISB`. On the host the instructions are recorded.
+///
+/// Every CPU runs it once, with the same `regs` (keep them: [`HypTables::leak`] gives up
+/// the tables, the values stay valid).
+///
+/// # Safety
+///
+/// `regs` must come from [`HypTables::mmu_regs`] of architecture `A`, for tables that stay
+/// allocated (leaked) for as long as any CPU uses them. Run in HYP mode / at EL2 (without
+/// VHE), from code that those tables identity map ([`HypTables::map_idmap`]), with everything
+/// the hypervisor touches next (code, stack, data) mapped in them.
+pub unsafe fn enable_mmu<A: HypArch>(regs: &HypMmuRegs) {
+    // SAFETY: the caller's contract.
+    unsafe { A::enable_mmu(regs) }
+}
+
 use crate::arch::{Arch, RegisterError};
 use core::marker::PhantomData;
 use pt_core::ops::{self, MapRequest, PartialBlock, Translation};
@@ -116,6 +136,21 @@ pub struct HypTables<A: Arch, P: PageAllocator> {
     io: IoArea,
     idmap: Option<(PhysAddr, u64)>,
     _arch: PhantomData<A>,
+}
+
+impl<A: Arch, P: PageAllocator> core::fmt::Debug for HypTables<A, P> {
+    /// Geometry, root, PA size, I/O area and identity map (not the tree: see
+    /// [`dump`](HypTables::dump) and [`for_each_leaf`](HypTables::for_each_leaf)).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HypTables")
+            .field("arch", &A::NAME)
+            .field("geometry", &self.geom)
+            .field("root", &self.root)
+            .field("pa_bits", &self.pa_bits)
+            .field("io", &self.io)
+            .field("idmap", &self.idmap)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<A: Arch, P: PageAllocator> HypTables<A, P> {
@@ -201,6 +236,13 @@ impl<A: Arch, P: PageAllocator> HypTables<A, P> {
     /// outside the VA space: the walk the hardware does. No TLB duty.
     pub fn translate(&self, va: VirtAddr) -> Option<Translation<Stage1Attrs>> {
         ops::translate(&self.walker(), va.0)
+    }
+
+    /// Calls `f` for every leaf (block or page) of the hyp tree, in VA order: VA range, level,
+    /// output address, decoded attributes and raw descriptor (the records the
+    /// [`dump`](Self::dump) is built on). Read only: no TLB duty.
+    pub fn for_each_leaf(&self, f: impl FnMut(ops::Leaf<Stage1Attrs>)) {
+        ops::for_each_leaf(&self.walker(), 0, self.geom.ia_size(), f);
     }
 
     /// Maps hyp VAs `[va, va + size)` to `[pa, pa + size)` with `attrs` (the core of

@@ -3,11 +3,12 @@
 use crate::arch::Arch;
 use crate::bitmap::Bitmap;
 use crate::cache::PageCache;
+use crate::cpu::CpuCaps;
 use crate::error::Error;
 use crate::memslot::{Memslot, SlotDesc, SlotId};
 use arrayvec::ArrayVec;
 use core::marker::PhantomData;
-use pt_core::ops::{self, MapRequest, PartialBlock, TableSource, UnmapSink};
+use pt_core::ops::{self, Leaf, MapRequest, PartialBlock, TableSource, UnmapSink};
 use pt_core::{
     guest_dcache, AddrRange, CacheOp, Entries, Entry, Format, Geometry, GuestMemory,
     GuestMemoryError, Ipa, LeafFlow, Maintenance, PageAllocator, Perms, PhysAddr, Stage2Attrs,
@@ -16,6 +17,13 @@ use pt_core::{
 
 /// Most memslots per VM.
 pub const MAX_SLOTS: usize = 32;
+
+/// The largest memslot that can be dirty logged, in bytes: 2 GiB. Its bitmap (one bit per
+/// 4 KiB page) takes at most 16 contiguous pages from the allocator, the most
+/// [`PageAllocator::alloc_contiguous_zeroed`] hands out. Logging a larger slot (at
+/// [`Stage2::add_memslot`] with `log_dirty`, or [`Stage2::enable_dirty_logging`]) is
+/// [`Error::SlotTooLarge`]; split guest RAM into slots of at most this size to log it all.
+pub const MAX_LOGGED_SLOT: u64 = 16 * crate::bitmap::BITS_PER_PAGE * PAGE_SIZE;
 
 /// The largest leaf a mapping may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +52,42 @@ impl BlockSize {
     }
 }
 
+/// How to build a [`Stage2`] ([`Stage2::with_config`]): IPA size, VMID, the CPU's properties,
+/// and whether VMID 0 may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stage2Config {
+    /// IPA size in bits.
+    pub ipa_bits: u8,
+    /// The VM's VMID.
+    pub vmid: u16,
+    /// The CPU's PA and VMID sizes.
+    pub cpu: CpuCaps,
+    /// Allow VMID 0, which otherwise stays the host's.
+    pub allow_vmid0: bool,
+}
+
+impl Stage2Config {
+    /// `ipa_bits`, `vmid` on `cpu`; VMID 0 not allowed.
+    pub const fn new(ipa_bits: u8, vmid: u16, cpu: CpuCaps) -> Self {
+        Self {
+            ipa_bits,
+            vmid,
+            cpu,
+            allow_vmid0: false,
+        }
+    }
+
+    /// The same, with VMID 0 allowed: the caller takes the host's VMID for this VM (it must
+    /// then flush the host's EL1&0 TLB entries itself, [`Arch::flush_vm_context`]).
+    pub const fn with_vmid0(self) -> Self {
+        Self {
+            allow_vmid0: true,
+            ..self
+        }
+    }
+}
+
 /// The stage-2 mapping of one IPA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct S2Translation {
@@ -57,6 +101,9 @@ pub struct S2Translation {
     pub leaf_ipa: Ipa,
     /// Bytes the leaf maps.
     pub size: u64,
+    /// The raw leaf descriptor, as the table walker reads it (decode it with the
+    /// architecture's format, e.g. `pt_armv8::Descriptor`).
+    pub desc: u64,
 }
 
 /// The stage-2 tables of one VM, its VMID and memslots: what KVM/ARM keeps in `kvm->arch`
@@ -79,12 +126,30 @@ pub struct Stage2<A: Arch, P: PageAllocator + GuestMemory> {
     vttbr: u64,
     vtcr: u64,
     pa_bits: u8,
+    cpu: CpuCaps,
     maint: A::Maint,
     slots: ArrayVec<Memslot, MAX_SLOTS>,
     next_slot: u16,
     /// False once the tree was freed (by `destroy`, before the drop that follows).
     live: bool,
     _a: PhantomData<A>,
+}
+
+impl<A: Arch, P: PageAllocator + GuestMemory> core::fmt::Debug for Stage2<A, P> {
+    /// The VM's registers, geometry and memslots (not the tree: see
+    /// [`dump`](Stage2::dump) and [`for_each_leaf`](Stage2::for_each_leaf)).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stage2")
+            .field("arch", &A::NAME)
+            .field("vmid", &self.vmid)
+            .field("geometry", &self.geom)
+            .field("root", &self.root)
+            .field("vttbr", &format_args!("{:#018x}", self.vttbr))
+            .field("vtcr", &format_args!("{:#x}", self.vtcr))
+            .field("pa_bits", &self.pa_bits)
+            .field("slots", &self.slots.as_slice())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The [`UnmapSink`] of stage 2: cleans and invalidates the data cache of every RAM leaf an
@@ -124,15 +189,37 @@ impl<M: Maintenance, G: GuestMemory> UnmapSink<Stage2Attrs> for CleanRam<'_, M, 
 
 impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// Allocates the zeroed root of a stage-2 tree for `ipa_bits`-bit IPAs (two concatenated,
-    /// 8 KiB-aligned tables for 40 bits; one table of four entries for 32 bits; any size the
-    /// architecture allows) and computes VTTBR and VTCR (`kvm_alloc_stage2_pgd`).
+    /// 8 KiB-aligned tables for 40 bits; one table of four entries for 32 bits; up to the
+    /// CPU's PA size on ARMv8) and computes VTTBR and VTCR (`kvm_alloc_stage2_pgd`), for the
+    /// CPU [`Arch::cpu_caps`] reports (on an ARMv8 target read from `ID_AA64MMFR0_EL1` and
+    /// `ID_AA64MMFR1_EL1`: a Cortex-A53 has a 40-bit PA and 8-bit VMIDs, so 41- to 48-bit
+    /// IPAs and VMIDs above 255 need a wider CPU).
+    ///
+    /// VMID 0 is refused ([`Error::HostVmid`]): it tags the host's own EL1&0 TLB entries
+    /// (KVM never gives it to a VM). [`with_config`](Self::with_config) with
+    /// [`Stage2Config::with_vmid0`] insists.
     pub fn new(alloc: P, ipa_bits: u8, vmid: u16) -> Result<Self, Error> {
+        Self::with_config(alloc, Stage2Config::new(ipa_bits, vmid, A::cpu_caps()))
+    }
+
+    /// [`new`](Self::new) with the CPU properties (PA size, VMID size) given rather than read,
+    /// and VMID 0 allowed if `config` says so.
+    pub fn with_config(alloc: P, config: Stage2Config) -> Result<Self, Error> {
+        let Stage2Config {
+            ipa_bits,
+            vmid,
+            cpu,
+            allow_vmid0,
+        } = config;
         let geom = Geometry::new(<A::S2 as Format>::LIMITS, ipa_bits)?;
-        let pa_bits = A::PA_BITS;
-        let vtcr = A::vtcr(&geom, pa_bits)?;
+        if vmid == 0 && !allow_vmid0 {
+            return Err(Error::HostVmid);
+        }
+        let pa_bits = cpu.pa_bits;
+        let vtcr = A::vtcr(&geom, &cpu)?;
         // The VTTBR encoder refuses a VMID beyond the field: ask it before allocating the
         // root, so a refusal needs no undoing (the root address does not matter for that).
-        A::vttbr(PhysAddr(0), &geom, vmid)?;
+        A::vttbr(PhysAddr(0), &geom, vmid, &cpu)?;
         let pages = geom.root_pages();
         let root = if pages == 1 {
             alloc.alloc_zeroed()
@@ -140,7 +227,7 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
             alloc.alloc_contiguous_zeroed(pages)
         }
         .ok_or(Error::OutOfMemory)?;
-        let vttbr = match A::vttbr(root, &geom, vmid) {
+        let vttbr = match A::vttbr(root, &geom, vmid, &cpu) {
             Ok(v) => v,
             Err(e) => {
                 alloc.free(root, pages);
@@ -155,6 +242,7 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
             vttbr,
             vtcr,
             pa_bits,
+            cpu,
             maint: A::Maint::default(),
             slots: ArrayVec::new(),
             next_slot: 0,
@@ -176,6 +264,33 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// The VMID.
     pub fn vmid(&self) -> u16 {
         self.vmid
+    }
+
+    /// Loads this VM's stage 2 on the calling CPU: VTCR ([`vtcr`](Self::vtcr)), VTTBR
+    /// ([`vttbr`](Self::vttbr)), then the `ISB` that makes them govern what follows
+    /// ([`Arch::load_stage2`]; on the host the instructions are recorded). Call it on every
+    /// CPU before it runs a vCPU of this VM: VTCR is per CPU, and on ARMv8 it may differ
+    /// between VMs (IPA size). Then set `HCR.VM` (with the rest of your HCR) and enter the
+    /// guest.
+    ///
+    /// # Safety
+    ///
+    /// Run in HYP mode / at EL2 (without VHE), with no vCPU of another VM running on this CPU.
+    /// The tree must outlive every CPU's use of it: drop the `Stage2` only after every CPU
+    /// stopped running the VM.
+    pub unsafe fn load(&self) {
+        // SAFETY: the caller's contract; vtcr and vttbr belong to this live tree.
+        unsafe { A::load_stage2(self.vtcr, self.vttbr) }
+    }
+
+    /// The CPU properties the registers were computed for.
+    pub fn cpu(&self) -> CpuCaps {
+        self.cpu
+    }
+
+    /// The physical-address size output addresses must fit in ([`CpuCaps::pa_bits`]).
+    pub fn pa_bits(&self) -> u8 {
+        self.pa_bits
     }
 
     /// The tree's geometry.
@@ -365,7 +480,26 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
             level: t.level,
             leaf_ipa: Ipa(t.leaf_ia),
             size: t.size(),
+            desc: t.desc,
         })
+    }
+
+    /// Calls `f` for every leaf (block or page) of the tree, in IPA order: its IPA range
+    /// ([`Leaf::ia`](pt_core::ops::Leaf::ia), [`size`](pt_core::ops::Leaf::size)), level,
+    /// output address, decoded attributes and raw descriptor. The structured view of what
+    /// [`dump`](Self::dump) prints (the dump is built on the same leaf records), for tools and
+    /// tests. Read only: no TLB or cache duty.
+    pub fn for_each_leaf(&self, f: impl FnMut(Leaf<Stage2Attrs>)) {
+        ops::for_each_leaf(&self.walker(), 0, self.geom.ia_size(), f);
+    }
+
+    /// [`for_each_leaf`](Self::for_each_leaf) over `[ipa, ipa + size)` only: a leaf the range
+    /// covers in part is reported with the part inside (its `ia`, `oa` and `size` cut to the
+    /// range; `leaf_ia` and `desc` are the whole leaf's). A range reaching past the IPA space
+    /// (or wrapping) visits nothing past it.
+    pub fn for_each_leaf_in(&self, ipa: Ipa, size: u64, f: impl FnMut(Leaf<Stage2Attrs>)) {
+        let end = ipa.0.saturating_add(size).min(self.geom.ia_size());
+        ops::for_each_leaf(&self.walker(), ipa.0, end, f);
     }
 
     /// Clears the block that maps `ipa` and invalidates it, so that pages can be mapped in its
@@ -441,7 +575,9 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
         .map_err(Error::from)
     }
 
-    /// Write-protects every leaf in `[ipa, ipa + size)` for dirty logging (`stage2_wp_range`):
+    /// Write-protects every leaf in `[ipa, ipa + size)` for dirty logging (`stage2_wp_range`,
+    /// whose per-level helpers `stage2_wp_puds`, `stage2_wp_pmds` and `stage2_wp_ptes` are
+    /// the one level-generic visitor [`pt_core::ops::update`]):
     /// each writable leaf loses write permission and gets the software "logged" bit, so the
     /// fault path knows it may give write permission back. One invalidation per changed leaf
     /// (or one VMID flush). Returns the number of leaves changed.
@@ -831,15 +967,17 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     /// Fetches and clears the dirty log of slot `id` into `out` (one bit per page, bit `i` of
     /// word `w` = page `64 * w + i`), and write-protects the pages that were dirty so their
     /// next write is logged again (`kvm_vm_ioctl_get_dirty_log` with
-    /// `kvm_mmu_write_protect_pt_masked`). `out` must hold at least `ceil(pages / 64)` words.
-    /// Returns the number of dirty pages.
+    /// `kvm_mmu_write_protect_pt_masked`). `out` must hold at least `ceil(pages / 64)` words,
+    /// else [`Error::DirtyLogBufferTooSmall`] (nothing read or cleared). Returns the number of
+    /// dirty pages.
     pub fn get_dirty_log(&mut self, id: SlotId, out: &mut [u64]) -> Result<u64, Error> {
         let s = *self.slot(id).ok_or(Error::NoSuchSlot(id))?;
         let bm = s.dirty.ok_or(Error::NotLogging(id))?;
         if out.len() < bm.words() {
-            return Err(Error::OutsideSlot {
+            return Err(Error::DirtyLogBufferTooSmall {
                 slot: id,
-                at: out.len() as u64 * 64,
+                words: out.len(),
+                needed: bm.words(),
             });
         }
         let words = bm.words();

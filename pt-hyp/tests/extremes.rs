@@ -246,6 +246,8 @@ fn stage2_new_is_total<A: Arch>() {
                         max: limits.max_ia_bits
                     }))
                 );
+            } else if vmid == 0 {
+                assert_eq!(r.err(), Some(Error::HostVmid));
             } else if vmid > 255 {
                 assert!(matches!(r, Err(Error::Register(_))), "vmid {vmid}");
             } else if bits <= A::PA_BITS {

@@ -1102,7 +1102,7 @@ fn errors_display_their_cause() {
             va: VirtAddr(0x8000_0000)
         }
         .to_string(),
-        "identity map collides with another mapping at VA(0x80000000)"
+        "identity map collides with another mapping at 0x80000000"
     );
 }
 

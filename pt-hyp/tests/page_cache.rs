@@ -11,7 +11,7 @@ use pt_hyp::{Error, PageCache, FAULT_PAGES};
 #[test]
 fn top_up_above_capacity_is_cache_too_small_and_allocates_nothing() {
     let arena = Arena::standard();
-    let mut cache = PageCache::<4>::new();
+    let mut cache = PageCache::<4>::empty();
     assert_eq!(
         cache.top_up(&arena, 5),
         Err(Error::CacheTooSmall {
@@ -32,7 +32,7 @@ fn top_up_above_capacity_is_cache_too_small_and_allocates_nothing() {
 #[test]
 fn top_up_to_exactly_the_capacity_fills_the_cache() {
     let arena = Arena::standard();
-    let mut cache = PageCache::<FAULT_PAGES>::new();
+    let mut cache = PageCache::<FAULT_PAGES>::empty();
     assert_eq!(cache.capacity(), FAULT_PAGES);
     assert_eq!(cache.top_up(&arena, FAULT_PAGES), Ok(()));
     assert_eq!(cache.len(), FAULT_PAGES);

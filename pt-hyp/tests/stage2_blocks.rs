@@ -88,7 +88,7 @@ fn dissolve_block_across_slots_marks_each_slot<A: Arch>(bits: u8) {
 fn split_block_keeps_every_translation<A: Arch>(bits: u8) {
     let arena = Arena::standard();
     let (mut vm, _, blk) = vm_with_block::<A>(&arena, bits, false);
-    let mut cache = PageCache::<4>::new();
+    let mut cache = PageCache::<4>::empty();
     cache.top_up(&arena, 3).unwrap();
     let live = arena.live_pages();
     let calls = arena.allocation_calls();
@@ -133,7 +133,7 @@ fn split_1g_block_keeps_every_translation<A: Arch>(bits: u8) {
     let mut vm = new_vm::<A>(&arena, bits);
     vm.map_ram(Ipa(RAM), pa(RAM), BLOCK_1G, Perms::RX, BlockSize::Block1G)
         .unwrap();
-    let mut cache = PageCache::<4>::new();
+    let mut cache = PageCache::<4>::empty();
     cache.top_up(&arena, 4).unwrap();
     let at = RAM + 3 * BLOCK_2M + 5 * PAGE_SIZE;
     log::clear();
@@ -164,7 +164,7 @@ fn split_with_empty_cache_is_cache_exhausted<A: Arch>(bits: u8) {
         .unwrap();
     let before = snapshot(&vm, RAM, RAM + 2 * BLOCK_2M);
     let live = arena.live_pages();
-    let mut cache = PageCache::<4>::new();
+    let mut cache = PageCache::<4>::empty();
     log::clear();
     assert_eq!(
         vm.split_block(&mut cache, Ipa(blk)),

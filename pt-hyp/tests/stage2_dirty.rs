@@ -202,10 +202,19 @@ fn get_dirty_log_fetches_clears_and_reprotects<A: Arch>(bits: u8) {
     assert_eq!(log::writes(), 0);
     assert_eq!(log::tlb_ops(), vec![]);
     // Too small a buffer; index checks.
+    // 200 pages need 4 words: a dedicated error naming both counts; nothing read or cleared.
+    vm.mark_dirty(Ipa(RAM));
+    let mut short = [!0u64; 3];
     assert_eq!(
-        vm.get_dirty_log(id, &mut [0; 3]),
-        Err(Error::OutsideSlot { slot: id, at: 192 })
+        vm.get_dirty_log(id, &mut short),
+        Err(Error::DirtyLogBufferTooSmall {
+            slot: id,
+            words: 3,
+            needed: 4
+        })
     );
+    assert_eq!(short, [!0u64; 3]);
+    assert_eq!(vm.is_dirty(id, 0), Ok(true));
     assert_eq!(
         vm.is_dirty(id, n),
         Err(Error::OutsideSlot { slot: id, at: n })

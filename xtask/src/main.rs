@@ -1,14 +1,23 @@
 //! `cargo xtask` — host-side helper for the example hypervisors.
 //!
 //! Subcommands:
-//! - `setup`: install the bare-metal Rust targets and QEMU if missing.
+//! - `setup`: install the bare-metal Rust targets and, if missing, QEMU with `apt-get`
+//!   (Debian/Ubuntu hosts: `qemu-system-arm` from bookworm-backports, else the plain
+//!   package; through `sudo` when not root).
 //! - `build`: `setup` (targets only) + build both example images.
 //! - `qemu`:  `setup` + `build` + fetch and build the Linux guests' parts
 //!   ([`guest`]), boot each guest's kernel straight in QEMU (the boot-time
 //!   baseline), then run every hypervisor image under QEMU with its Linux guest
 //!   loaded, streaming the console live with a prefix, and print a summary
 //!   table of the `CHECK` lines and the `STAT` figures; exits non-zero if any
-//!   check failed, a `RESULT:` line is missing or QEMU exited non-zero.
+//!   check failed, a `RESULT:` line is missing or QEMU exited non-zero. QEMU's stdout and
+//!   stderr are both streamed live, line by line.
+//! - `test`: the test suite, each step timed, then a table of the steps' times and one
+//!   closing summary line.
+//!
+//! Output goes where cargo puts it: `CARGO_TARGET_DIR` when set (a relative one is taken
+//! from the directory `cargo xtask` runs in), else `target/` of the repository root (the
+//! example images under `examples/target/`).
 //!
 //! std only, on purpose.
 
@@ -16,13 +25,27 @@ mod guest;
 
 use std::env;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{self, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const TOOLCHAIN: &str = "1.95.0";
+/// The libraries' minimum supported Rust version: `rust-version` of `[workspace.package]` in
+/// the root `Cargo.toml`, its one statement (the crates inherit it), read from there.
+fn msrv() -> Result<String> {
+    let path = repo_root().join("Cargo.toml");
+    let text = fs::read_to_string(&path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    text.lines()
+        .skip_while(|l| l.trim() != "[workspace.package]")
+        .take_while(|l| !l.trim().starts_with('[') || l.trim() == "[workspace.package]")
+        .find_map(|l| {
+            let v = l.trim().strip_prefix("rust-version")?.trim();
+            Some(v.strip_prefix('=')?.trim().trim_matches('"').to_string())
+        })
+        .ok_or_else(|| format!("no rust-version in [workspace.package] of {path:?}"))
+}
 /// Host RAM of the hypervisor runs: the hypervisor, its table pools, and the two 256 MiB
 /// guest RAM buffers (VM A at 0x5000_0000, VM B at 0x6000_0000).
 const HYP_RAM: &str = "1G";
@@ -124,7 +147,7 @@ fn usage() {
     eprintln!(
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
-         setup   install Rust targets and QEMU if missing\n  \
+         setup   install Rust targets, and QEMU with apt-get (sudo if not root) if missing\n  \
          build   build the example hypervisor images\n  \
          qemu    build and run the images under QEMU with their Linux guests, summarise\n  \
          guest   fetch (first time) and build the Linux guests' parts under target/guest\n  \
@@ -142,6 +165,27 @@ fn repo_root() -> PathBuf {
 
 fn examples_dir() -> PathBuf {
     repo_root().join("examples")
+}
+
+/// `CARGO_TARGET_DIR` as an absolute path, if set (a relative value is relative to the
+/// directory xtask was started in, as for cargo itself).
+fn target_dir_override() -> Option<PathBuf> {
+    let dir = PathBuf::from(env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty())?);
+    if dir.is_absolute() {
+        Some(dir)
+    } else {
+        env::current_dir().ok().map(|cwd| cwd.join(dir))
+    }
+}
+
+/// Where cargo builds the root workspace: `CARGO_TARGET_DIR` or `<repo>/target`.
+fn target_dir() -> PathBuf {
+    target_dir_override().unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// Where cargo builds the example images: `CARGO_TARGET_DIR` or `<repo>/examples/target`.
+fn examples_target_dir() -> PathBuf {
+    target_dir_override().unwrap_or_else(|| examples_dir().join("target"))
 }
 
 /// Runs a command, inheriting stdio; error if it cannot start or fails.
@@ -290,13 +334,19 @@ fn setup_qemu() -> Result<()> {
 
 // ---------------------------------------------------------------- build ---
 
+/// A cargo command; `CARGO_TARGET_DIR`, when set, is passed on as an absolute path, so that
+/// every cargo xtask starts (from the repository root or `examples/`) builds where
+/// [`target_dir`] and [`examples_target_dir`] look.
 fn cargo() -> Command {
-    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if let Some(dir) = target_dir_override() {
+        c.env("CARGO_TARGET_DIR", dir);
+    }
+    c
 }
 
 fn elf_path(image: &Image) -> PathBuf {
-    examples_dir()
-        .join("target")
+    examples_target_dir()
         .join(image.target)
         .join("release")
         .join(image.package)
@@ -317,51 +367,210 @@ fn build_all() -> Result<()> {
 /// Library crates that must build for both bare-metal targets.
 const LIBS: [&str; 4] = ["pt-core", "pt-armv7", "pt-armv8", "pt-hyp"];
 
+/// The steps of `cargo xtask test` run so far: name, seconds, passed.
+struct Steps {
+    start: Instant,
+    done: Vec<(String, f64, bool)>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Runs one step, timed; stops the suite at the first failure.
+    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        eprintln!("xtask: ---- step: {name} ----");
+        let t = Instant::now();
+        let r = f();
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "xtask: step {name}: {} in {secs:.1} s",
+            if r.is_ok() { "ok" } else { "FAILED" }
+        );
+        self.done.push((name.to_string(), secs, r.is_ok()));
+        r
+    }
+
+    /// The per-step times and one closing line.
+    fn summary(&self, result: &Result<()>) {
+        let width = self.done.iter().map(|(n, ..)| n.len()).max().unwrap_or(4);
+        println!();
+        println!("==== test steps ====");
+        for (name, secs, ok) in &self.done {
+            let verdict = if *ok { "ok" } else { "FAILED" };
+            println!("{name:<width$}  {secs:>7.1} s  {verdict}");
+        }
+        let total = self.start.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => println!(
+                "xtask test: all {} steps passed in {total:.1} s",
+                self.done.len()
+            ),
+            Err(_) => println!(
+                "xtask test: FAILED at step {} ({} of the steps before it passed) after {total:.1} s",
+                self.done.last().map_or("setup", |(n, ..)| n.as_str()),
+                self.done.len().saturating_sub(1)
+            ),
+        }
+    }
+}
+
 fn test() -> Result<()> {
-    setup_targets()?;
+    let mut steps = Steps::new();
+    let result = test_steps(&mut steps);
+    steps.summary(&result);
+    result
+}
+
+fn test_steps(steps: &mut Steps) -> Result<()> {
     let root = repo_root();
-    run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))?;
-    run(cargo()
-        .current_dir(examples_dir())
-        .args(["fmt", "--all", "--check"]))?;
-    run(cargo().current_dir(&root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    for image in IMAGES {
+    steps.step("targets", setup_targets)?;
+    steps.step("fmt", || {
+        run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))?;
         run(cargo()
             .current_dir(examples_dir())
-            .args([
-                "clippy",
-                "-p",
-                image.package,
-                "-p",
-                "hyp-common",
-                "--target",
-            ])
-            .arg(image.target)
-            .args(["--", "-D", "warnings"]))?;
-        let mut build = cargo();
-        build.current_dir(&root).arg("build");
+            .args(["fmt", "--all", "--check"]))
+    })?;
+    steps.step("clippy", || {
+        run(cargo().current_dir(&root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    for image in IMAGES {
+        steps.step(&format!("clippy {}", image.package), || {
+            run(cargo()
+                .current_dir(examples_dir())
+                .args([
+                    "clippy",
+                    "-p",
+                    image.package,
+                    "-p",
+                    "hyp-common",
+                    "--target",
+                ])
+                .arg(image.target)
+                .args(["--", "-D", "warnings"]))
+        })?;
+        steps.step(&format!("libraries for {}", image.target), || {
+            let mut build = cargo();
+            build.current_dir(&root).arg("build");
+            for lib in LIBS {
+                build.args(["-p", lib]);
+            }
+            run(build.arg("--target").arg(image.target))
+        })?;
+    }
+    steps.step("wrong backend refused", || backend_check(&root))?;
+    let msrv = msrv()?;
+    steps.step(&format!("MSRV {msrv}"), || msrv_check(&root, &msrv))?;
+    // The examples' shared, architecture-independent logic (PSCI, set/way rule, test device)
+    // also runs its unit tests on the host.
+    steps.step("hyp-common tests", || {
+        run(cargo()
+            .current_dir(examples_dir())
+            .args(["test", "-p", "hyp-common"]))
+    })?;
+    steps.step("doc", || {
+        run(cargo()
+            .current_dir(&root)
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .args(["doc", "--workspace", "--no-deps"]))
+    })?;
+    steps.step("tests", || {
+        run(cargo().current_dir(&root).args(["test", "--workspace"]))
+    })
+}
+
+/// For each bare-metal target, `xtask/backend-check` builds with the target's own pt-hyp
+/// backend and fails to build with the other one, with pt-hyp's diagnostic: the wrong backend
+/// is a compile error, not tables whose maintenance silently does nothing.
+fn backend_check(root: &Path) -> Result<()> {
+    for image in IMAGES {
+        let (own, other) = if image.target.starts_with("aarch64") {
+            ("armv8", "armv7")
+        } else {
+            ("armv7", "armv8")
+        };
+        let build = |feature: &str| {
+            let mut c = cargo();
+            c.current_dir(root)
+                .args(["build", "-p", "backend-check", "--target", image.target])
+                .args(["--features", feature]);
+            c
+        };
+        run(&mut build(own))?;
+        let mut wrong = build(other);
+        eprintln!("xtask: running {wrong:?} (must fail)");
+        let out = wrong
+            .output()
+            .map_err(|e| format!("cannot start {wrong:?}: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return Err(format!(
+                "pt-hyp's {other} backend built for {}: it must not compile there",
+                image.target
+            ));
+        }
+        if !stderr.contains("is not an architecture backend of this build target") {
+            return Err(format!(
+                "the {other} build for {} failed, but not with pt-hyp's diagnostic:\n{stderr}",
+                image.target
+            ));
+        }
+        eprintln!(
+            "xtask: {other} for {}: refused at compile time, as it must be",
+            image.target
+        );
+    }
+    Ok(())
+}
+
+/// The libraries built for both bare-metal targets with the MSRV toolchain, installed if
+/// missing (minimal profile, the two targets only). A build, not the tests: the MSRV is a
+/// promise about the libraries, and it keeps the step short.
+fn msrv_check(root: &Path, msrv: &str) -> Result<()> {
+    let mut install = Command::new("rustup");
+    install.args([
+        "toolchain",
+        "install",
+        "--no-self-update",
+        msrv,
+        "--profile",
+        "minimal",
+    ]);
+    for image in IMAGES {
+        install.args(["--target", image.target]);
+    }
+    run(&mut install)?;
+    for image in IMAGES {
+        // `rustup run`: the MSRV toolchain's own cargo and rustc (the `CARGO` and `RUSTC` the
+        // outer cargo set point at the pinned toolchain, and are not passed on).
+        let mut build = Command::new("rustup");
+        if let Some(dir) = target_dir_override() {
+            build.env("CARGO_TARGET_DIR", dir);
+        }
+        build
+            .current_dir(root)
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC")
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .args(["run", msrv, "cargo", "build"]);
         for lib in LIBS {
             build.args(["-p", lib]);
         }
         run(build.arg("--target").arg(image.target))?;
     }
-    // The examples' shared, architecture-independent logic (PSCI, set/way rule, test device)
-    // also runs its unit tests on the host.
-    run(cargo()
-        .current_dir(examples_dir())
-        .args(["test", "-p", "hyp-common"]))?;
-    run(cargo()
-        .current_dir(&root)
-        .env("RUSTDOCFLAGS", "-D warnings")
-        .args(["doc", "--workspace", "--no-deps"]))?;
-    run(cargo().current_dir(&root).args(["test", "--workspace"]))
+    Ok(())
 }
 
 // ----------------------------------------------------------------- qemu ---
@@ -427,7 +636,7 @@ fn qemu() -> Result<()> {
 
 /// The Linux guest parts of every image, fetched on the first run, from the cache after.
 fn prepare_guests() -> Result<Vec<guest::GuestParts>> {
-    let cache = repo_root().join("target").join("guest");
+    let cache = target_dir().join("guest");
     IMAGES
         .iter()
         .map(|image| {
@@ -486,10 +695,19 @@ fn run_qemu(cmd: &mut Command, prefix: &str, timeout: Duration, mark: &str) -> R
         }
         (all, mark_at)
     });
+    // stderr is streamed live too (QEMU's warnings and errors), marked with `!`.
+    let err_prefix = format!("{}! ", prefix.trim_end());
     let err_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
+        let mut all = Vec::new();
+        let mut reader = BufReader::new(&mut stderr);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            eprintln!("{err_prefix}{}", text.trim_end_matches(['\n', '\r']));
+            all.extend_from_slice(&line);
+            line.clear();
+        }
+        all
     });
     let deadline = start + timeout;
     let mut timed_out = false;
@@ -761,6 +979,13 @@ mod tests {
             backports_stanza(src).unwrap(),
             "Types: deb\nURIs: http://x/debian\nSuites: bookworm-backports\nComponents: main\n"
         );
+    }
+
+    #[test]
+    fn msrv_is_read_from_the_workspace_manifest() {
+        let v = msrv().unwrap();
+        assert!(v.starts_with("1."), "{v}");
+        assert!(!v.contains('"'));
     }
 
     #[test]

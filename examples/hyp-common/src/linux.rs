@@ -1040,6 +1040,10 @@ fn handle_abort<P: Platform>(
             ));
             return Err("guest abort the hypervisor would have to inject");
         }
+        // `AbortOutcome` is `#[non_exhaustive]`: an outcome added later that only resumes the
+        // guest needs nothing here; anything else stops the run.
+        o if o.resumes_guest() => {}
+        _ => return Err("stage-2 abort outcome this hypervisor does not know"),
     }
     Ok(())
 }

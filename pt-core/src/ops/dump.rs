@@ -15,8 +15,9 @@
 //!
 //! The dump is a read-only [`Visitor`] on the one walker: no write, no TLB or cache duty.
 
+use super::leaves::Leaf;
 use crate::attrs::{MemType, Stage1Attrs, Stage2Attrs};
-use crate::format::{Entry, Format};
+use crate::format::Format;
 use crate::geometry::{entry_size, LAST_LEVEL};
 use crate::machine::PageAllocator;
 use crate::table::Entries;
@@ -186,12 +187,12 @@ impl<F: Format, P: PageAllocator> Visitor<F, P> for Dump<'_, F::Attrs> {
     type Error = fmt::Error;
 
     fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, fmt::Error> {
-        let level = run.level();
+        // The dump is a user of the structured leaf record (`ops::Leaf`, what
+        // `for_each_leaf` hands out); the walk covers the whole input space, so each leaf is
+        // whole. An invalid entry leaves a gap in the input addresses, which ends a line.
         for k in 0..run.len() {
-            match run.decode(k) {
-                Entry::Leaf { oa, attrs } => Dump::leaf(self, run.ia(k), oa.0, level, attrs)?,
-                // Invalid entries end a range; tables never appear in a leaf run.
-                _ => self.flush()?,
+            if let Some(leaf) = Leaf::of_entry(run, k) {
+                Dump::leaf(self, leaf.leaf_ia, leaf.oa.0, leaf.level, leaf.attrs)?;
             }
         }
         Ok(LeafFlow::Done)

@@ -26,6 +26,38 @@ pub struct Leaf<A> {
     pub desc: u64,
 }
 
+impl<A> Leaf<A> {
+    /// First input address past the part inside the range (`ia + size`).
+    pub fn end(&self) -> u64 {
+        self.ia + self.size
+    }
+
+    /// Entry `k` of `run` as a leaf, cut to the walked range, or `None` when it is not a leaf
+    /// (the one place a leaf record is built: [`for_each_leaf`] and the dump both use it).
+    pub(crate) fn of_entry<F: Format<Attrs = A>, P: PageAllocator>(
+        run: &Entries<'_, F, P>,
+        k: usize,
+    ) -> Option<Self> {
+        let desc = run.get(k);
+        match F::decode(desc, run.level()) {
+            Entry::Leaf { oa, attrs } => {
+                let (s, e) = run.covered(k);
+                let leaf_ia = run.ia(k);
+                Some(Leaf {
+                    ia: s,
+                    level: run.level(),
+                    oa: PhysAddr(oa.0 + (s - leaf_ia)),
+                    size: e - s,
+                    leaf_ia,
+                    attrs,
+                    desc,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 struct EachLeaf<G> {
     f: G,
 }
@@ -36,19 +68,8 @@ impl<F: Format, P: PageAllocator, G: FnMut(Leaf<F::Attrs>)> Visitor<F, P> for Ea
 
     fn leaf(&mut self, run: &mut Entries<'_, F, P>) -> Result<LeafFlow, Self::Error> {
         for k in 0..run.len() {
-            let desc = run.get(k);
-            if let Entry::Leaf { oa, attrs } = F::decode(desc, run.level()) {
-                let (s, e) = run.covered(k);
-                let leaf_ia = run.ia(k);
-                (self.f)(Leaf {
-                    ia: s,
-                    level: run.level(),
-                    oa: PhysAddr(oa.0 + (s - leaf_ia)),
-                    size: e - s,
-                    leaf_ia,
-                    attrs,
-                    desc,
-                });
+            if let Some(leaf) = Leaf::of_entry(run, k) {
+                (self.f)(leaf);
             }
         }
         Ok(LeafFlow::Done)

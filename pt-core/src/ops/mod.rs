@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`map`] / [`map_from`] | `kvm_set_spte`, `stage2_set_pmd_huge`, `create_hyp_mappings`, `kvm_phys_addr_ioremap` |
 //! | [`unmap`] / [`unmap_reporting`] | `unmap_stage2_range` (the sink gets each removed leaf for `kvm_flush_dcache_pte`), `stage2_dissolve_pmd` |
-//! | [`update`] | `stage2_wp_range`, `kvm_mmu_write_protect_pt_masked`, `handle_access_fault`, `kvm_age_hva` |
+//! | [`update`] | `stage2_wp_range` with `stage2_wp_puds` / `stage2_wp_pmds` / `stage2_wp_ptes` (one level-generic visitor), `kvm_mmu_write_protect_pt_masked`, `handle_access_fault`, `kvm_age_hva` |
 //! | [`translate`] | the walk `kvm_handle_guest_abort` and the MMU notifiers do |
 //! | [`free_tree`] / [`free_tree_reporting`] | `kvm_free_stage2_pgd`, `free_hyp_pgds` |
 //! | [`split_block`] | `stage2_split` (a live split keeping the mapping) |
@@ -95,7 +95,14 @@ impl From<RangeError> for Error {
     }
 }
 
-impl core::error::Error for Error {}
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Range(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -49,6 +49,12 @@ where
 /// setting or clearing the access flag). Leaves whose attributes do not change are not written.
 /// Each changed leaf gets one invalidation in `tlb`'s batch, synced before returning. Returns
 /// the number of leaves changed.
+///
+/// This one visitor, at every level, is what KVM writes as a function per level: the seed's
+/// `stage2_wp_ptes`, `stage2_wp_pmds` and `stage2_wp_puds` (write-protect the pages, the
+/// 2 MiB blocks and the 1 GiB blocks of a range, each calling the next level down) are folded
+/// into it, the walker doing the descent; pt-hyp's `Stage2::write_protect_range` passes the
+/// "read-only and logged" change.
 pub fn update<F, P, M, G>(
     w: &Walker<'_, F, P>,
     start: u64,

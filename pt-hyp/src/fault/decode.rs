@@ -5,7 +5,7 @@
 //! long-descriptor fault status codes; they differ in the width of SRT, in the fields only
 //! ARMv8 has (SF, AR, FnV), in which register holds the faulting VA and in the width of HPFAR.
 
-use crate::arch::{Arch, Armv7, Armv8};
+use crate::arch::Arch;
 use pt_core::Ipa;
 
 /// Exception class of an instruction abort from the guest (lower EL / non-Hyp mode): KVM's
@@ -18,6 +18,7 @@ pub const EC_DABT_LOW: u8 = 0x24;
 /// Why a syndrome is not a guest abort this module can decode
 /// (`kvm_handle_guest_abort` is only called for the two abort classes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The exception class is neither a data abort (0x24) nor an instruction abort (0x20)
     /// taken from the guest (aborts taken from Hyp/EL2 itself, 0x21/0x25, land here too).
@@ -232,7 +233,7 @@ impl GuestAbort {
 }
 
 /// The registers an architecture reports a guest abort in, and how it decodes them.
-/// Implemented for [`Armv7`] and [`Armv8`].
+/// Implemented for [`Armv7`](crate::Armv7) and [`Armv8`](crate::Armv8).
 pub trait FaultArch: Arch {
     /// The raw register values, as read by the hypervisor's exception vector.
     type Regs: Copy + core::fmt::Debug;
@@ -293,7 +294,10 @@ pub struct Armv8AbortRegs {
     pub hpfar: u64,
 }
 
-impl FaultArch for Armv7 {
+// Not on an ARMv8 target: there the ARMv7 backend's instructions would not exist (point 7 of
+// issue 18: the wrong backend is a compile error, not a silent no-op).
+#[cfg(not(target_arch = "aarch64"))]
+impl FaultArch for crate::arch::Armv7 {
     type Regs = Armv7AbortRegs;
 
     fn decode_abort(r: &Armv7AbortRegs) -> Result<GuestAbort, DecodeError> {
@@ -309,7 +313,9 @@ impl FaultArch for Armv7 {
     }
 }
 
-impl FaultArch for Armv8 {
+// Not on an ARMv7 target (see the ARMv7 impl).
+#[cfg(not(target_arch = "arm"))]
+impl FaultArch for crate::arch::Armv8 {
     type Regs = Armv8AbortRegs;
 
     fn decode_abort(r: &Armv8AbortRegs) -> Result<GuestAbort, DecodeError> {

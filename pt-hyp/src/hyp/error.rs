@@ -6,7 +6,12 @@ use pt_core::{GeometryError, PhysAddr, RangeError, VirtAddr};
 
 /// Why a [`HypTables`](super::HypTables) operation was refused: one variant per cause, never a
 /// panic. Unless a method says otherwise, the tables are unchanged when it returns an error.
+///
+/// `Display` writes a message with addresses in hex; `source` gives the wrapped error of
+/// `Geometry`, `BadIoArea` and `Range`. New causes may be added in a minor release: keep a
+/// wildcard arm when matching.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HypError {
     /// The VA size is not one the architecture's hyp regime allows.
     Geometry(GeometryError),
@@ -125,7 +130,15 @@ impl From<RangeError> for HypError {
     }
 }
 
-impl core::error::Error for HypError {}
+impl core::error::Error for HypError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            HypError::Geometry(e) => Some(e),
+            HypError::BadIoArea(e) | HypError::Range(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl fmt::Display for HypError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,14 +164,20 @@ impl fmt::Display for HypError {
                     "physical end {end:#x} beyond {bits}-bit physical addresses"
                 )
             }
-            HypError::UnalignedPhys { pa } => write!(f, "{pa:?} not page aligned"),
+            HypError::UnalignedPhys { pa } => {
+                write!(f, "physical address {:#x} not page aligned", pa.0)
+            }
             HypError::NotConvertible { kva } => {
                 write!(f, "kernel VA {kva:#x} has no hyp VA or PA")
             }
             HypError::WriteExec { va } => {
-                write!(f, "writable and executable mapping at {va:?} not opted in")
+                write!(
+                    f,
+                    "writable and executable mapping at {:#x} not opted in",
+                    va.0
+                )
             }
-            HypError::InIoArea { va } => write!(f, "{va:?} lies in the private I/O area"),
+            HypError::InIoArea { va } => write!(f, "VA {:#x} lies in the private I/O area", va.0),
             HypError::IoAreaFull { size, available } => {
                 write!(
                     f,
@@ -166,13 +185,17 @@ impl fmt::Display for HypError {
                 )
             }
             HypError::IdmapCollision { va } => {
-                write!(f, "identity map collides with another mapping at {va:?}")
+                write!(
+                    f,
+                    "identity map collides with another mapping at {:#x}",
+                    va.0
+                )
             }
             HypError::IdmapAlreadyMapped { start, size } => {
-                write!(f, "identity map already set at {start:?} (+{size:#x})")
+                write!(f, "identity map already set at {:#x} (+{size:#x})", start.0)
             }
-            HypError::Conflict { va } => write!(f, "conflicting mapping at {va:?}"),
-            HypError::PartialBlock { va } => write!(f, "block at {va:?} straddles the range"),
+            HypError::Conflict { va } => write!(f, "conflicting mapping at {:#x}", va.0),
+            HypError::PartialBlock { va } => write!(f, "block at {:#x} straddles the range", va.0),
             HypError::OutOfMemory => f.write_str("out of table memory"),
         }
     }

@@ -6,7 +6,7 @@
 //! values; [`HypArch`] picks them for one tree and [`HypMmuRegs`] carries them, as `u64`s, in a
 //! shape common to both architectures.
 
-use crate::arch::{Arch, Armv7, Armv8, RegisterError};
+use crate::arch::{Arch, RegisterError};
 use pt_core::{Geometry, PhysAddr};
 
 /// Which architecture's registers a [`HypMmuRegs`] holds.
@@ -39,7 +39,9 @@ pub struct HypMmuRegs {
     /// HTTBR (64-bit) or TTBR0_EL2: the root table of the hyp tree.
     pub ttbr: u64,
     /// HSCTLR (32-bit register, zero-extended) or SCTLR_EL2, with the MMU (M) and the data (C)
-    /// and instruction (I) caches on; WXN is left clear.
+    /// and instruction (I) caches on; WXN is left clear. A **whole** register value, RES1 bits
+    /// included: write it as it is, do not OR it into the register's current (reset or
+    /// firmware) value, whose other bits are UNKNOWN or someone else's choice.
     pub sctlr: u64,
 }
 
@@ -69,9 +71,20 @@ pub trait HypArch: Arch {
         geom: &Geometry,
         pa_bits: u8,
     ) -> Result<HypMmuRegs, RegisterError>;
+
+    /// Turns the hyp MMU on with `regs`, in the order the architecture requires (see
+    /// [`enable_mmu`](super::enable_mmu)).
+    ///
+    /// # Safety
+    ///
+    /// As for [`enable_mmu`](super::enable_mmu).
+    unsafe fn enable_mmu(regs: &HypMmuRegs);
 }
 
-impl HypArch for Armv7 {
+// Not on an ARMv8 target: there the ARMv7 backend's instructions would not exist (point 7 of
+// issue 18: the wrong backend is a compile error, not a silent no-op).
+#[cfg(not(target_arch = "aarch64"))]
+impl HypArch for crate::arch::Armv7 {
     /// HTCR from the geometry (`pa_bits` is not encoded: ARMv7 LPAE output addresses are
     /// always 40 bits), HMAIR0/HMAIR1, HTTBR = the root, HSCTLR with M, C, I and CP15BEN.
     fn hyp_mmu_regs(
@@ -90,9 +103,27 @@ impl HypArch for Armv7 {
             sctlr: regs::hsctlr_mmu_on().into(),
         })
     }
+
+    /// HMAIR0, HMAIR1, HTCR, HTTBR, `ISB`, TLBIALLH, `DSB ISH`, HSCTLR, `ISB`
+    /// ([`pt_armv7::sysreg::enable_hyp_mmu`]).
+    unsafe fn enable_mmu(r: &HypMmuRegs) {
+        // SAFETY: the caller's contract. HTCR and HSCTLR are 32-bit registers: `hyp_mmu_regs`
+        // zero-extended them.
+        unsafe {
+            pt_armv7::sysreg::enable_hyp_mmu(
+                r.mair_lo(),
+                r.mair_hi(),
+                r.tcr as u32,
+                r.ttbr,
+                r.sctlr as u32,
+            )
+        }
+    }
 }
 
-impl HypArch for Armv8 {
+// Not on an ARMv7 target (see the ARMv7 impl).
+#[cfg(not(target_arch = "arm"))]
+impl HypArch for crate::arch::Armv8 {
     /// TCR_EL2 from the geometry and `pa_bits` (PS), MAIR_EL2, TTBR0_EL2 = the root,
     /// SCTLR_EL2 with M, C and I.
     fn hyp_mmu_regs(
@@ -110,5 +141,12 @@ impl HypArch for Armv8 {
             ttbr,
             sctlr: regs::sctlr_el2_mmu_on(),
         })
+    }
+
+    /// MAIR_EL2, TCR_EL2, TTBR0_EL2, `ISB`, `TLBI ALLE2`, `DSB ISH`, SCTLR_EL2, `ISB`
+    /// ([`pt_armv8::sysreg::enable_el2_mmu`]).
+    unsafe fn enable_mmu(r: &HypMmuRegs) {
+        // SAFETY: the caller's contract.
+        unsafe { pt_armv8::sysreg::enable_el2_mmu(r.mair, r.tcr, r.ttbr, r.sctlr) }
     }
 }

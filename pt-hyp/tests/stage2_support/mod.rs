@@ -212,6 +212,7 @@ pub fn assert_maps<A: Arch>(vm: &Stage2<A, &Arena>, ipa: u64, attrs: Stage2Attrs
             level,
             leaf_ipa: Ipa(ipa & !(size - 1)),
             size,
+            desc: t.desc,
         },
         "translation of {ipa:#x}"
     );
