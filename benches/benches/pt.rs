@@ -71,7 +71,7 @@ fn bench_subject<S: Subject>(
     op: Op,
     z: &Sizes,
 ) {
-    if op == Op::Fault && !S::FAULT {
+    if !S::has(op) {
         return;
     }
     let units = op.units(z);

@@ -12,7 +12,7 @@ use pt_bench::subjects::{AArch64Paging, OursV7, OursV8, PageTableGeneric, Subjec
 use pt_bench::work::{self, Op, Sizes};
 
 fn once<S: Subject>(op: Op, z: &Sizes) {
-    if op == Op::Fault && !S::FAULT {
+    if !S::has(op) {
         println!("n/a");
         return;
     }

@@ -124,6 +124,18 @@ pub fn describe(op: Op, z: &Sizes) -> String {
         Op::Translate => format!("translate a random mapped IPA (x{})", z.translates),
         Op::Fault => format!("guest write fault -> map one page (x{})", z.faults),
         Op::Teardown => format!("tear down a VM with {} of pages", mib(z.pages)),
+        Op::UnmapPagesClean => format!(
+            "unmap {} of 4 KiB pages, pt-hyp with D-cache clean",
+            mib(z.pages)
+        ),
+        Op::UnmapBlocksClean => format!(
+            "unmap {} of 2 MiB blocks, pt-hyp with D-cache clean",
+            mib(z.blocks)
+        ),
+        Op::TeardownClean => format!(
+            "tear down a VM with {} of pages, pt-hyp with D-cache clean",
+            mib(z.pages)
+        ),
     }
 }
 

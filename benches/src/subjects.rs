@@ -7,7 +7,11 @@
 //! feature; the peers issue TLBIs only on `aarch64`).
 
 use crate::pool::Pool;
+use crate::work::Op;
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
+use pt_core::ops::{self, PartialBlock};
+use pt_core::{TlbBatch, TlbScope, Walker};
 use pt_hyp::fault::FaultArch;
 use pt_hyp::{
     AbortOutcome, Armv7, Armv7AbortRegs, Armv8, Armv8AbortRegs, BlockSize, Ipa, PageCache, Perms,
@@ -27,8 +31,11 @@ pub const OA: u64 = 0x80_0000_0000;
 pub trait Subject: Sized {
     /// Name in tables and benchmark ids.
     const NAME: &'static str;
-    /// Whether the subject has a guest-abort path ([`Subject::fault`]).
-    const FAULT: bool = false;
+    /// Whether the subject has operation `op` (the peers lack pt-hyp's own operations, and
+    /// some peers lack a split).
+    fn has(op: Op) -> bool {
+        !op.hyp_only()
+    }
     /// An empty tree (a VM with no mapping) taking tables from `pool`.
     fn new(pool: &'static Pool) -> Self;
     /// Maps `[ia, ia + size)` to `[pa, pa + size)` with 4 KiB pages only.
@@ -47,12 +54,23 @@ pub trait Subject: Sized {
     fn add_slot(&mut self, ia: u64, pa: u64, size: u64) {
         let _ = (ia, pa, size);
     }
+    /// [`unmap`](Subject::unmap) with the data-cache clean of every removed RAM leaf (pt-hyp's
+    /// `Stage2::unmap_range`); only for subjects that [`has`](Subject::has) it.
+    fn unmap_clean(&mut self, ia: u64, size: u64) {
+        let _ = (ia, size);
+        unreachable!("{}: callers check `has` first", Self::NAME)
+    }
+    /// Makes the drop of this subject pt-hyp's teardown with the data-cache clean; only for
+    /// subjects that [`has`](Subject::has) [`Op::TeardownClean`].
+    fn clean_teardown(&mut self) {
+        unreachable!("{}: callers check `has` first", Self::NAME)
+    }
     /// Handles a stage-2 translation fault (a guest write) at `ia` from its raw syndrome
     /// registers, with a top-up cache filled first.
     fn fault(&mut self, ia: u64) {
         let _ = ia;
         unreachable!(
-            "{} has no fault path: callers check `FAULT` first",
+            "{} has no fault path: callers check `has` first",
             Self::NAME
         )
     }
@@ -95,10 +113,17 @@ impl BenchArch for Armv7 {
 }
 
 /// pt-hyp's per-VM stage-2 manager (40-bit IPA) on one architecture.
+///
+/// Unmap and teardown, which the peers do without any cache maintenance, are pt-core's
+/// operations on the manager's tree (no data-cache clean); [`Op::UnmapPagesClean`],
+/// [`Op::UnmapBlocksClean`] and [`Op::TeardownClean`] measure pt-hyp's own, which also clean
+/// every removed RAM leaf.
 pub struct Ours<A: BenchArch> {
-    s2: Stage2<A, &'static Pool>,
+    s2: ManuallyDrop<Stage2<A, &'static Pool>>,
     pool: &'static Pool,
     cache: PageCache<8>,
+    /// Drop through pt-hyp's teardown (with the clean) instead of pt-core's `free_tree`.
+    clean_teardown: bool,
 }
 
 impl<A: BenchArch> Ours<A> {
@@ -106,23 +131,49 @@ impl<A: BenchArch> Ours<A> {
     pub fn stage2(&mut self) -> &mut Stage2<A, &'static Pool> {
         &mut self.s2
     }
+
+    /// A walker and a TLB batch over the manager's tree, for pt-core's operations.
+    fn core_op<R>(
+        &self,
+        f: impl FnOnce(&Walker<'_, A::S2, &'static Pool>, &mut TlbBatch<'_, A::Maint>) -> R,
+    ) -> R {
+        let s2 = &*self.s2;
+        // SAFETY: the manager's own root, geometry and allocator; the bench is single-threaded
+        // and the manager is not used during the call.
+        let w = unsafe { Walker::new(s2.geometry(), s2.root(), s2.allocator()) };
+        let mut tlb = TlbBatch::new(s2.maint(), TlbScope::Stage2 { vttbr: s2.vttbr() });
+        f(&w, &mut tlb)
+    }
 }
 
 impl<A: BenchArch> Drop for Ours<A> {
     fn drop(&mut self) {
         self.cache.release(&self.pool);
+        if self.clean_teardown {
+            // SAFETY: dropped once, here.
+            unsafe { ManuallyDrop::drop(&mut self.s2) };
+        } else {
+            // pt-core's teardown of the tree. The manager itself is not dropped (its drop
+            // would free the tree again); the bench's managers own nothing else (no dirty
+            // bitmaps), so nothing leaks, which `tables_used` checks through the pool.
+            self.core_op(|w, tlb| ops::free_tree(w, tlb));
+        }
     }
 }
 
 impl<A: BenchArch> Subject for Ours<A> {
     const NAME: &'static str = <A as pt_hyp::Arch>::NAME;
-    const FAULT: bool = true;
+
+    fn has(_: Op) -> bool {
+        true
+    }
 
     fn new(pool: &'static Pool) -> Self {
         Self {
-            s2: Stage2::new(pool, 40, 1).unwrap(),
+            s2: ManuallyDrop::new(Stage2::new(pool, 40, 1).unwrap()),
             pool,
             cache: PageCache::new(),
+            clean_teardown: false,
         }
     }
 
@@ -140,9 +191,20 @@ impl<A: BenchArch> Subject for Ours<A> {
             .unwrap();
     }
 
+    /// pt-core's unmap (no cache maintenance, like the peers).
     #[inline]
     fn unmap(&mut self, ia: u64, size: u64) {
+        self.core_op(|w, tlb| ops::unmap(w, ia, size, PartialBlock::Whole, tlb))
+            .unwrap();
+    }
+
+    #[inline]
+    fn unmap_clean(&mut self, ia: u64, size: u64) {
         self.s2.unmap_range(Ipa(ia), size).unwrap();
+    }
+
+    fn clean_teardown(&mut self) {
+        self.clean_teardown = true;
     }
 
     #[inline]
