@@ -548,6 +548,245 @@ mod ptg {
 
 pub use ptg::PageTableGeneric;
 
+// ----- page_table_multiarch ----------------------------------------------------------
+
+mod ptm {
+    use super::*;
+    use core::sync::atomic::{AtomicPtr, Ordering};
+    use memory_addr::{PhysAddr as PtmPa, VirtAddr};
+    use page_table_multiarch::{
+        GenericPTE, MappingFlags, PageTable64, PagingHandler, PagingMetaData,
+    };
+
+    /// The pool of the running benchmark: page_table_multiarch's allocation seam is static
+    /// functions (no allocator value), so the subject publishes its pool here (single-threaded
+    /// bench, one subject at a time).
+    static POOL: AtomicPtr<Pool> = AtomicPtr::new(core::ptr::null_mut());
+
+    fn pool() -> &'static Pool {
+        // SAFETY: set from a `&'static Pool` in `new` before any use.
+        unsafe { &*POOL.load(Ordering::Relaxed) }
+    }
+
+    /// The pool as page_table_multiarch's frame handler.
+    pub struct PtmAlloc;
+
+    impl PagingHandler for PtmAlloc {
+        fn alloc_frames(num: usize, _align: usize) -> Option<PtmPa> {
+            assert_eq!(
+                num, 1,
+                "page_table_multiarch allocates tables one page at a time"
+            );
+            pool().page().map(|pa| PtmPa::from_usize(pa as usize))
+        }
+
+        fn dealloc_frames(paddr: PtmPa, num: usize) {
+            for i in 0..num {
+                pool().release(paddr.as_usize() as u64 + i as u64 * PAGE);
+            }
+        }
+
+        fn phys_to_virt(paddr: PtmPa) -> VirtAddr {
+            VirtAddr::from_usize(pool().ptr(paddr.as_usize() as u64) as usize)
+        }
+    }
+
+    /// Three levels of 9 bits (39-bit IPA, root at level 1): the crate has no concatenated
+    /// roots.
+    pub struct S2Meta;
+
+    impl PagingMetaData for S2Meta {
+        const LEVELS: usize = 3;
+        const PA_MAX_BITS: usize = 48;
+        const VA_MAX_BITS: usize = 39;
+        type VirtAddr = VirtAddr;
+
+        fn vaddr_is_valid(vaddr: usize) -> bool {
+            vaddr >> Self::VA_MAX_BITS == 0
+        }
+
+        fn flush_tlb(_: Option<VirtAddr>) {}
+    }
+
+    const ADDR: u64 = 0x0000_ffff_ffff_f000;
+
+    /// An ARMv8 stage-2 descriptor for page_table_multiarch (its own `A64PTE` is stage 1;
+    /// the ArceOS hypervisor brings a stage-2 entry type of its own the same way).
+    #[derive(Clone, Copy, Debug)]
+    #[repr(transparent)]
+    pub struct S2Pte(u64);
+
+    fn attrs(flags: MappingFlags) -> u64 {
+        let mut a = (0xf << 2) | (0b11 << 8) | (1 << 10); // normal WB, inner shareable, AF
+        if flags.contains(MappingFlags::READ) {
+            a |= 1 << 6;
+        }
+        if flags.contains(MappingFlags::WRITE) {
+            a |= S2AP_W;
+        }
+        if !flags.contains(MappingFlags::EXECUTE) {
+            a |= 1 << 54;
+        }
+        a
+    }
+
+    impl GenericPTE for S2Pte {
+        #[inline]
+        fn new_page(paddr: PtmPa, flags: MappingFlags, is_huge: bool) -> Self {
+            let kind = if is_huge { 0b01 } else { 0b11 };
+            S2Pte((paddr.as_usize() as u64 & ADDR) | attrs(flags) | kind)
+        }
+
+        #[inline]
+        fn new_table(paddr: PtmPa) -> Self {
+            S2Pte((paddr.as_usize() as u64 & ADDR) | 0b11)
+        }
+
+        #[inline]
+        fn paddr(&self) -> PtmPa {
+            PtmPa::from_usize((self.0 & ADDR) as usize)
+        }
+
+        fn flags(&self) -> MappingFlags {
+            let mut f = MappingFlags::empty();
+            if self.0 & (1 << 6) != 0 {
+                f |= MappingFlags::READ;
+            }
+            if self.0 & S2AP_W != 0 {
+                f |= MappingFlags::WRITE;
+            }
+            if self.0 & (1 << 54) == 0 {
+                f |= MappingFlags::EXECUTE;
+            }
+            f
+        }
+
+        #[inline]
+        fn set_paddr(&mut self, paddr: PtmPa) {
+            self.0 = (self.0 & !ADDR) | (paddr.as_usize() as u64 & ADDR);
+        }
+
+        #[inline]
+        fn set_flags(&mut self, flags: MappingFlags, is_huge: bool) {
+            let kind = if is_huge { 0b01 } else { 0b11 };
+            self.0 = (self.0 & ADDR) | attrs(flags) | kind;
+        }
+
+        #[inline]
+        fn bits(self) -> usize {
+            self.0 as usize
+        }
+
+        #[inline]
+        fn is_unused(&self) -> bool {
+            self.0 == 0
+        }
+
+        #[inline]
+        fn is_present(&self) -> bool {
+            self.0 & 1 != 0
+        }
+
+        #[inline]
+        fn is_huge(&self) -> bool {
+            self.0 & 0b11 == 0b01
+        }
+
+        #[inline]
+        fn clear(&mut self) {
+            self.0 = 0;
+        }
+    }
+
+    /// Read, write, execute: what the other subjects map ([`S2_RAM_ATTRS`]).
+    const RWX: MappingFlags = MappingFlags::READ
+        .union(MappingFlags::WRITE)
+        .union(MappingFlags::EXECUTE);
+
+    /// page_table_multiarch 0.6 (`PageTable64` and its cursor) with the bench's stage-2
+    /// entry type `S2Pte`.
+    pub struct PageTableMultiarch(PageTable64<S2Meta, S2Pte, PtmAlloc>);
+
+    impl Subject for PageTableMultiarch {
+        const NAME: &'static str = "page_table_multiarch";
+
+        /// No split: it has no operation that turns a block into a table of pages.
+        fn has(op: Op) -> bool {
+            !op.hyp_only() && op != Op::Split
+        }
+
+        fn new(pool: &'static Pool) -> Self {
+            POOL.store(pool as *const Pool as *mut Pool, Ordering::Relaxed);
+            Self(PageTable64::try_new().unwrap())
+        }
+
+        #[inline]
+        fn map_pages(&mut self, ia: u64, pa: u64, size: u64) {
+            let base = ia as usize;
+            self.0
+                .cursor()
+                .map_region(
+                    VirtAddr::from_usize(base),
+                    |va| PtmPa::from_usize(pa as usize + (va.as_usize() - base)),
+                    size as usize,
+                    RWX,
+                    false,
+                )
+                .unwrap();
+        }
+
+        #[inline]
+        fn map_blocks(&mut self, ia: u64, pa: u64, size: u64) {
+            let base = ia as usize;
+            self.0
+                .cursor()
+                .map_region(
+                    VirtAddr::from_usize(base),
+                    |va| PtmPa::from_usize(pa as usize + (va.as_usize() - base)),
+                    size as usize,
+                    RWX,
+                    true,
+                )
+                .unwrap();
+        }
+
+        /// `unmap_region` clears every leaf one by one; it frees no table (emptied tables
+        /// stay until the tree is dropped).
+        #[inline]
+        fn unmap(&mut self, ia: u64, size: u64) {
+            self.0
+                .cursor()
+                .unmap_region(VirtAddr::from_usize(ia as usize), size as usize)
+                .unwrap();
+        }
+
+        #[inline]
+        fn write_protect(&mut self, ia: u64, size: u64) {
+            self.0
+                .cursor()
+                .protect_region(
+                    VirtAddr::from_usize(ia as usize),
+                    size as usize,
+                    MappingFlags::READ | MappingFlags::EXECUTE,
+                )
+                .unwrap();
+        }
+
+        fn split(&mut self, _: u64) {
+            unreachable!("page_table_multiarch has no split: callers check `has`")
+        }
+
+        #[inline]
+        fn translate(&self, ia: u64) -> u64 {
+            self.0
+                .query(VirtAddr::from_usize(ia as usize))
+                .map_or(0, |(pa, _, _)| pa.as_usize() as u64)
+        }
+    }
+}
+
+pub use ptm::PageTableMultiarch;
+
 // ----- the floor ----------------------------------------------------------------------
 
 /// The hardware floor: writes `out.len()` descriptors (`first`, `first + step`, ...) into
