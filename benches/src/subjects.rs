@@ -156,7 +156,7 @@ impl<A: BenchArch> Drop for Ours<A> {
             // pt-core's teardown of the tree. The manager itself is not dropped (its drop
             // would free the tree again); the bench's managers own nothing else (no dirty
             // bitmaps), so nothing leaks, which `tables_used` checks through the pool.
-            self.core_op(|w, tlb| ops::free_tree(w, tlb));
+            self.core_op(ops::free_tree);
         }
     }
 }
