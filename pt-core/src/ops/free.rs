@@ -44,7 +44,9 @@ unsafe fn free_below<F: Format, P: PageAllocator>(
     let chunks = entries.chunks_exact(CHUNK);
     let rest = chunks.remainder();
     for chunk in chunks {
-        if F::any_table(chunk, level) {
+        // A chunk that starts with a table is most likely full of them (a level-2 table of
+        // page tables): go entry by entry at once instead of testing the chunk first.
+        if F::is_table(chunk[0], level) || F::any_table(chunk, level) {
             // SAFETY: entries of this table, under the caller's contract.
             unsafe { free_tables_in::<F, P>(alloc, chunk, level) };
         }
