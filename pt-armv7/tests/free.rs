@@ -17,7 +17,7 @@ const G1: u64 = 1 << 30;
 fn samples() -> Vec<u64> {
     let mut v = Vec::new();
     for low in 0..16u64 {
-        for high in [0, 0x8000_0000_1000, 0xfff0_0000_0000_0000, u64::MAX & !0xf] {
+        for high in [0, 0x8000_0000_1000, 0xfff0_0000_0000_0000, !0xf] {
             v.push(high | low);
         }
     }
