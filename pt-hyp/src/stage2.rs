@@ -215,7 +215,7 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
         &self.maint
     }
 
-    fn checked_request(
+    pub(crate) fn checked_request(
         &self,
         ipa: Ipa,
         pa: PhysAddr,
