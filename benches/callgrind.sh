@@ -15,8 +15,8 @@ out=target/pt-bench
 mkdir -p "$out"
 tsv="$out/callgrind.tsv"
 : > "$tsv"
-ops="map_4k map_2m unmap_4k unmap_2m wrprotect_4k split_2m translate fault teardown"
-for who in armv8 armv7 aarch64-paging page-table-generic floor; do
+ops="map_4k map_2m unmap_4k unmap_2m wrprotect_4k split_2m translate fault teardown unmap_4k_clean unmap_2m_clean teardown_clean"
+for who in armv8 armv7 aarch64-paging page-table-generic page_table_multiarch floor; do
   for op in $ops; do
     if [ "$($bin $quick $who $op)" = "n/a" ]; then continue; fi
     units=$($bin $quick units $op)

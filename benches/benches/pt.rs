@@ -71,7 +71,7 @@ fn bench_subject<S: Subject>(
     op: Op,
     z: &Sizes,
 ) {
-    if op == Op::Fault && !S::FAULT {
+    if !S::has(op) {
         return;
     }
     let units = op.units(z);
@@ -169,6 +169,7 @@ fn main() {
         one!(pt_bench::subjects::OursV7);
         one!(pt_bench::subjects::AArch64Paging);
         one!(pt_bench::subjects::PageTableGeneric);
+        one!(pt_bench::subjects::PageTableMultiarch);
         let buf = &mut floor_buf[..(sz / PAGE) as usize];
         g.bench_with_input(BenchmarkId::new(FLOOR, sz >> 20), &(), |b, _| {
             b.iter_custom(|iters| {

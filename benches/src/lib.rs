@@ -1,7 +1,7 @@
 //! # pt-bench
 //!
 //! Benchmarks of pt-arm's stage-2 tables (ARMv8 and ARMv7 formats) side by side with the Rust
-//! peers (`aarch64-paging`, `page-table-generic`) and with the hardware floor (a plain loop that
+//! peers (`aarch64-paging`, `page-table-generic`, `page_table_multiarch`) and with the hardware floor (a plain loop that
 //! stores the same descriptors into pre-zeroed memory), in one run on one host. See
 //! `BENCHMARKS.md` at the repository root.
 //!
@@ -24,10 +24,17 @@ macro_rules! for_each_subject {
         $m::<$crate::subjects::OursV7>($($arg),*);
         $m::<$crate::subjects::AArch64Paging>($($arg),*);
         $m::<$crate::subjects::PageTableGeneric>($($arg),*);
+        $m::<$crate::subjects::PageTableMultiarch>($($arg),*);
     }};
 }
 
 /// Subject names in table order, then the floor.
-pub const SUBJECTS: [&str; 4] = ["armv8", "armv7", "aarch64-paging", "page-table-generic"];
+pub const SUBJECTS: [&str; 5] = [
+    "armv8",
+    "armv7",
+    "aarch64-paging",
+    "page-table-generic",
+    "page_table_multiarch",
+];
 /// Name of the store-loop floor.
 pub const FLOOR: &str = "floor";

@@ -8,11 +8,13 @@
 //! ```
 
 use pt_bench::pool::Pool;
-use pt_bench::subjects::{AArch64Paging, OursV7, OursV8, PageTableGeneric, Subject};
+use pt_bench::subjects::{
+    AArch64Paging, OursV7, OursV8, PageTableGeneric, PageTableMultiarch, Subject,
+};
 use pt_bench::work::{self, Op, Sizes};
 
 fn once<S: Subject>(op: Op, z: &Sizes) {
-    if op == Op::Fault && !S::FAULT {
+    if !S::has(op) {
         println!("n/a");
         return;
     }
@@ -29,7 +31,7 @@ fn main() {
         args.remove(0);
     }
     let z = if quick { Sizes::QUICK } else { Sizes::FULL };
-    let usage = "usage: pt-bench-ops [--quick] <armv8|armv7|aarch64-paging|page-table-generic|floor|units> <op> | report";
+    let usage = "usage: pt-bench-ops [--quick] <armv8|armv7|aarch64-paging|page-table-generic|page_table_multiarch|floor|units> <op> | report";
     match args.as_slice() {
         [r] if r == "report" => print!("{}", pt_bench::report::write_all(&z)),
         [who, op] => {
@@ -40,6 +42,7 @@ fn main() {
                 "armv7" => once::<OursV7>(op, &z),
                 "aarch64-paging" => once::<AArch64Paging>(op, &z),
                 "page-table-generic" => once::<PageTableGeneric>(op, &z),
+                "page_table_multiarch" => once::<PageTableMultiarch>(op, &z),
                 "floor" => match work::floor_units(op, &z) {
                     Some(n) => {
                         let mut buf = vec![0u64; n as usize];

@@ -70,30 +70,33 @@ pub fn table(r: &Results, what: &str, z: &Sizes) -> String {
     let mut s = String::new();
     writeln!(
         s,
-        "| operation | {what} per | ours armv8 | ours armv7 | aarch64-paging | page-table-generic | floor | armv8 / floor | armv7 / floor | best peer / armv8 | best peer / armv7 |"
+        "| operation | {what} per | ours armv8 | ours armv7 | aarch64-paging | page-table-generic | page_table_multiarch | floor | armv8 / floor | armv7 / floor | best peer / armv8 | best peer / armv7 |"
     )
     .unwrap();
-    writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+    writeln!(
+        s,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    .unwrap();
     for op in Op::ALL {
         let id = op.id();
         let v8 = get(r, id, SUBJECTS[0]);
         let v7 = get(r, id, SUBJECTS[1]);
         let ap = get(r, id, SUBJECTS[2]);
         let ptg = get(r, id, SUBJECTS[3]);
+        let ptm = get(r, id, SUBJECTS[4]);
         let fl = get(r, id, FLOOR);
-        let peer = match (ap, ptg) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let peer = [ap, ptg, ptm].into_iter().flatten().reduce(f64::min);
         writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             describe(op, z),
             op.unit(),
             cell(v8),
             cell(v7),
             cell(ap),
             cell(ptg),
+            cell(ptm),
             cell(fl),
             ratio(v8, fl),
             ratio(v7, fl),
@@ -124,6 +127,18 @@ pub fn describe(op: Op, z: &Sizes) -> String {
         Op::Translate => format!("translate a random mapped IPA (x{})", z.translates),
         Op::Fault => format!("guest write fault -> map one page (x{})", z.faults),
         Op::Teardown => format!("tear down a VM with {} of pages", mib(z.pages)),
+        Op::UnmapPagesClean => format!(
+            "unmap {} of 4 KiB pages, pt-hyp with D-cache clean",
+            mib(z.pages)
+        ),
+        Op::UnmapBlocksClean => format!(
+            "unmap {} of 2 MiB blocks, pt-hyp with D-cache clean",
+            mib(z.blocks)
+        ),
+        Op::TeardownClean => format!(
+            "tear down a VM with {} of pages, pt-hyp with D-cache clean",
+            mib(z.pages)
+        ),
     }
 }
 
@@ -271,10 +286,10 @@ pub fn write_all(z: &Sizes) -> String {
         writeln!(md, "\n### Table pages below the root\n").unwrap();
         writeln!(
             md,
-            "| mapping | minimum | ours armv8 | ours armv7 | aarch64-paging | page-table-generic |"
+            "| mapping | minimum | ours armv8 | ours armv7 | aarch64-paging | page-table-generic | page_table_multiarch |"
         )
         .unwrap();
-        writeln!(md, "|---|---:|---:|---:|---:|---:|").unwrap();
+        writeln!(md, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
         for (key, what) in [
             ("pages", describe(Op::MapPages, z)),
             ("blocks", describe(Op::MapBlocks, z)),
@@ -282,12 +297,13 @@ pub fn write_all(z: &Sizes) -> String {
             let v = |who: &str| get(&tables, key, who).map_or("n/a".into(), |v| format!("{v:.0}"));
             writeln!(
                 md,
-                "| {what} | {} | {} | {} | {} | {} |",
+                "| {what} | {} | {} | {} | {} | {} | {} |",
                 v("minimum"),
                 v(SUBJECTS[0]),
                 v(SUBJECTS[1]),
                 v(SUBJECTS[2]),
-                v(SUBJECTS[3])
+                v(SUBJECTS[3]),
+                v(SUBJECTS[4])
             )
             .unwrap();
         }

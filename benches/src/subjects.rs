@@ -7,7 +7,11 @@
 //! feature; the peers issue TLBIs only on `aarch64`).
 
 use crate::pool::Pool;
+use crate::work::Op;
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
+use pt_core::ops::{self, PartialBlock};
+use pt_core::{TlbBatch, TlbScope, Walker};
 use pt_hyp::fault::FaultArch;
 use pt_hyp::{
     AbortOutcome, Armv7, Armv7AbortRegs, Armv8, Armv8AbortRegs, BlockSize, Ipa, PageCache, Perms,
@@ -27,8 +31,11 @@ pub const OA: u64 = 0x80_0000_0000;
 pub trait Subject: Sized {
     /// Name in tables and benchmark ids.
     const NAME: &'static str;
-    /// Whether the subject has a guest-abort path ([`Subject::fault`]).
-    const FAULT: bool = false;
+    /// Whether the subject has operation `op` (the peers lack pt-hyp's own operations, and
+    /// some peers lack a split).
+    fn has(op: Op) -> bool {
+        !op.hyp_only()
+    }
     /// An empty tree (a VM with no mapping) taking tables from `pool`.
     fn new(pool: &'static Pool) -> Self;
     /// Maps `[ia, ia + size)` to `[pa, pa + size)` with 4 KiB pages only.
@@ -47,12 +54,23 @@ pub trait Subject: Sized {
     fn add_slot(&mut self, ia: u64, pa: u64, size: u64) {
         let _ = (ia, pa, size);
     }
+    /// [`unmap`](Subject::unmap) with the data-cache clean of every removed RAM leaf (pt-hyp's
+    /// `Stage2::unmap_range`); only for subjects that [`has`](Subject::has) it.
+    fn unmap_clean(&mut self, ia: u64, size: u64) {
+        let _ = (ia, size);
+        unreachable!("{}: callers check `has` first", Self::NAME)
+    }
+    /// Makes the drop of this subject pt-hyp's teardown with the data-cache clean; only for
+    /// subjects that [`has`](Subject::has) [`Op::TeardownClean`].
+    fn clean_teardown(&mut self) {
+        unreachable!("{}: callers check `has` first", Self::NAME)
+    }
     /// Handles a stage-2 translation fault (a guest write) at `ia` from its raw syndrome
     /// registers, with a top-up cache filled first.
     fn fault(&mut self, ia: u64) {
         let _ = ia;
         unreachable!(
-            "{} has no fault path: callers check `FAULT` first",
+            "{} has no fault path: callers check `has` first",
             Self::NAME
         )
     }
@@ -95,10 +113,17 @@ impl BenchArch for Armv7 {
 }
 
 /// pt-hyp's per-VM stage-2 manager (40-bit IPA) on one architecture.
+///
+/// Unmap and teardown, which the peers do without any cache maintenance, are pt-core's
+/// operations on the manager's tree (no data-cache clean); [`Op::UnmapPagesClean`],
+/// [`Op::UnmapBlocksClean`] and [`Op::TeardownClean`] measure pt-hyp's own, which also clean
+/// every removed RAM leaf.
 pub struct Ours<A: BenchArch> {
-    s2: Stage2<A, &'static Pool>,
+    s2: ManuallyDrop<Stage2<A, &'static Pool>>,
     pool: &'static Pool,
     cache: PageCache<8>,
+    /// Drop through pt-hyp's teardown (with the clean) instead of pt-core's `free_tree`.
+    clean_teardown: bool,
 }
 
 impl<A: BenchArch> Ours<A> {
@@ -106,23 +131,49 @@ impl<A: BenchArch> Ours<A> {
     pub fn stage2(&mut self) -> &mut Stage2<A, &'static Pool> {
         &mut self.s2
     }
+
+    /// A walker and a TLB batch over the manager's tree, for pt-core's operations.
+    fn core_op<R>(
+        &self,
+        f: impl FnOnce(&Walker<'_, A::S2, &'static Pool>, &mut TlbBatch<'_, A::Maint>) -> R,
+    ) -> R {
+        let s2 = &*self.s2;
+        // SAFETY: the manager's own root, geometry and allocator; the bench is single-threaded
+        // and the manager is not used during the call.
+        let w = unsafe { Walker::new(s2.geometry(), s2.root(), s2.allocator()) };
+        let mut tlb = TlbBatch::new(s2.maint(), TlbScope::Stage2 { vttbr: s2.vttbr() });
+        f(&w, &mut tlb)
+    }
 }
 
 impl<A: BenchArch> Drop for Ours<A> {
     fn drop(&mut self) {
         self.cache.release(&self.pool);
+        if self.clean_teardown {
+            // SAFETY: dropped once, here.
+            unsafe { ManuallyDrop::drop(&mut self.s2) };
+        } else {
+            // pt-core's teardown of the tree. The manager itself is not dropped (its drop
+            // would free the tree again); the bench's managers own nothing else (no dirty
+            // bitmaps), so nothing leaks, which `tables_used` checks through the pool.
+            self.core_op(ops::free_tree);
+        }
     }
 }
 
 impl<A: BenchArch> Subject for Ours<A> {
     const NAME: &'static str = <A as pt_hyp::Arch>::NAME;
-    const FAULT: bool = true;
+
+    fn has(_: Op) -> bool {
+        true
+    }
 
     fn new(pool: &'static Pool) -> Self {
         Self {
-            s2: Stage2::new(pool, 40, 1).unwrap(),
+            s2: ManuallyDrop::new(Stage2::new(pool, 40, 1).unwrap()),
             pool,
             cache: PageCache::new(),
+            clean_teardown: false,
         }
     }
 
@@ -140,9 +191,20 @@ impl<A: BenchArch> Subject for Ours<A> {
             .unwrap();
     }
 
+    /// pt-core's unmap (no cache maintenance, like the peers).
     #[inline]
     fn unmap(&mut self, ia: u64, size: u64) {
+        self.core_op(|w, tlb| ops::unmap(w, ia, size, PartialBlock::Whole, tlb))
+            .unwrap();
+    }
+
+    #[inline]
+    fn unmap_clean(&mut self, ia: u64, size: u64) {
         self.s2.unmap_range(Ipa(ia), size).unwrap();
+    }
+
+    fn clean_teardown(&mut self) {
+        self.clean_teardown = true;
     }
 
     #[inline]
@@ -485,6 +547,245 @@ mod ptg {
 }
 
 pub use ptg::PageTableGeneric;
+
+// ----- page_table_multiarch ----------------------------------------------------------
+
+mod ptm {
+    use super::*;
+    use core::sync::atomic::{AtomicPtr, Ordering};
+    use memory_addr::{PhysAddr as PtmPa, VirtAddr};
+    use page_table_multiarch::{
+        GenericPTE, MappingFlags, PageTable64, PagingHandler, PagingMetaData,
+    };
+
+    /// The pool of the running benchmark: page_table_multiarch's allocation seam is static
+    /// functions (no allocator value), so the subject publishes its pool here (single-threaded
+    /// bench, one subject at a time).
+    static POOL: AtomicPtr<Pool> = AtomicPtr::new(core::ptr::null_mut());
+
+    fn pool() -> &'static Pool {
+        // SAFETY: set from a `&'static Pool` in `new` before any use.
+        unsafe { &*POOL.load(Ordering::Relaxed) }
+    }
+
+    /// The pool as page_table_multiarch's frame handler.
+    pub struct PtmAlloc;
+
+    impl PagingHandler for PtmAlloc {
+        fn alloc_frames(num: usize, _align: usize) -> Option<PtmPa> {
+            assert_eq!(
+                num, 1,
+                "page_table_multiarch allocates tables one page at a time"
+            );
+            pool().page().map(|pa| PtmPa::from_usize(pa as usize))
+        }
+
+        fn dealloc_frames(paddr: PtmPa, num: usize) {
+            for i in 0..num {
+                pool().release(paddr.as_usize() as u64 + i as u64 * PAGE);
+            }
+        }
+
+        fn phys_to_virt(paddr: PtmPa) -> VirtAddr {
+            VirtAddr::from_usize(pool().ptr(paddr.as_usize() as u64) as usize)
+        }
+    }
+
+    /// Three levels of 9 bits (39-bit IPA, root at level 1): the crate has no concatenated
+    /// roots.
+    pub struct S2Meta;
+
+    impl PagingMetaData for S2Meta {
+        const LEVELS: usize = 3;
+        const PA_MAX_BITS: usize = 48;
+        const VA_MAX_BITS: usize = 39;
+        type VirtAddr = VirtAddr;
+
+        fn vaddr_is_valid(vaddr: usize) -> bool {
+            vaddr >> Self::VA_MAX_BITS == 0
+        }
+
+        fn flush_tlb(_: Option<VirtAddr>) {}
+    }
+
+    const ADDR: u64 = 0x0000_ffff_ffff_f000;
+
+    /// An ARMv8 stage-2 descriptor for page_table_multiarch (its own `A64PTE` is stage 1;
+    /// the ArceOS hypervisor brings a stage-2 entry type of its own the same way).
+    #[derive(Clone, Copy, Debug)]
+    #[repr(transparent)]
+    pub struct S2Pte(u64);
+
+    fn attrs(flags: MappingFlags) -> u64 {
+        let mut a = (0xf << 2) | (0b11 << 8) | (1 << 10); // normal WB, inner shareable, AF
+        if flags.contains(MappingFlags::READ) {
+            a |= 1 << 6;
+        }
+        if flags.contains(MappingFlags::WRITE) {
+            a |= S2AP_W;
+        }
+        if !flags.contains(MappingFlags::EXECUTE) {
+            a |= 1 << 54;
+        }
+        a
+    }
+
+    impl GenericPTE for S2Pte {
+        #[inline]
+        fn new_page(paddr: PtmPa, flags: MappingFlags, is_huge: bool) -> Self {
+            let kind = if is_huge { 0b01 } else { 0b11 };
+            S2Pte((paddr.as_usize() as u64 & ADDR) | attrs(flags) | kind)
+        }
+
+        #[inline]
+        fn new_table(paddr: PtmPa) -> Self {
+            S2Pte((paddr.as_usize() as u64 & ADDR) | 0b11)
+        }
+
+        #[inline]
+        fn paddr(&self) -> PtmPa {
+            PtmPa::from_usize((self.0 & ADDR) as usize)
+        }
+
+        fn flags(&self) -> MappingFlags {
+            let mut f = MappingFlags::empty();
+            if self.0 & (1 << 6) != 0 {
+                f |= MappingFlags::READ;
+            }
+            if self.0 & S2AP_W != 0 {
+                f |= MappingFlags::WRITE;
+            }
+            if self.0 & (1 << 54) == 0 {
+                f |= MappingFlags::EXECUTE;
+            }
+            f
+        }
+
+        #[inline]
+        fn set_paddr(&mut self, paddr: PtmPa) {
+            self.0 = (self.0 & !ADDR) | (paddr.as_usize() as u64 & ADDR);
+        }
+
+        #[inline]
+        fn set_flags(&mut self, flags: MappingFlags, is_huge: bool) {
+            let kind = if is_huge { 0b01 } else { 0b11 };
+            self.0 = (self.0 & ADDR) | attrs(flags) | kind;
+        }
+
+        #[inline]
+        fn bits(self) -> usize {
+            self.0 as usize
+        }
+
+        #[inline]
+        fn is_unused(&self) -> bool {
+            self.0 == 0
+        }
+
+        #[inline]
+        fn is_present(&self) -> bool {
+            self.0 & 1 != 0
+        }
+
+        #[inline]
+        fn is_huge(&self) -> bool {
+            self.0 & 0b11 == 0b01
+        }
+
+        #[inline]
+        fn clear(&mut self) {
+            self.0 = 0;
+        }
+    }
+
+    /// Read, write, execute: what the other subjects map ([`S2_RAM_ATTRS`]).
+    const RWX: MappingFlags = MappingFlags::READ
+        .union(MappingFlags::WRITE)
+        .union(MappingFlags::EXECUTE);
+
+    /// page_table_multiarch 0.6 (`PageTable64` and its cursor) with the bench's stage-2
+    /// entry type `S2Pte`.
+    pub struct PageTableMultiarch(PageTable64<S2Meta, S2Pte, PtmAlloc>);
+
+    impl Subject for PageTableMultiarch {
+        const NAME: &'static str = "page_table_multiarch";
+
+        /// No split: it has no operation that turns a block into a table of pages.
+        fn has(op: Op) -> bool {
+            !op.hyp_only() && op != Op::Split
+        }
+
+        fn new(pool: &'static Pool) -> Self {
+            POOL.store(pool as *const Pool as *mut Pool, Ordering::Relaxed);
+            Self(PageTable64::try_new().unwrap())
+        }
+
+        #[inline]
+        fn map_pages(&mut self, ia: u64, pa: u64, size: u64) {
+            let base = ia as usize;
+            self.0
+                .cursor()
+                .map_region(
+                    VirtAddr::from_usize(base),
+                    |va| PtmPa::from_usize(pa as usize + (va.as_usize() - base)),
+                    size as usize,
+                    RWX,
+                    false,
+                )
+                .unwrap();
+        }
+
+        #[inline]
+        fn map_blocks(&mut self, ia: u64, pa: u64, size: u64) {
+            let base = ia as usize;
+            self.0
+                .cursor()
+                .map_region(
+                    VirtAddr::from_usize(base),
+                    |va| PtmPa::from_usize(pa as usize + (va.as_usize() - base)),
+                    size as usize,
+                    RWX,
+                    true,
+                )
+                .unwrap();
+        }
+
+        /// `unmap_region` clears every leaf one by one; it frees no table (emptied tables
+        /// stay until the tree is dropped).
+        #[inline]
+        fn unmap(&mut self, ia: u64, size: u64) {
+            self.0
+                .cursor()
+                .unmap_region(VirtAddr::from_usize(ia as usize), size as usize)
+                .unwrap();
+        }
+
+        #[inline]
+        fn write_protect(&mut self, ia: u64, size: u64) {
+            self.0
+                .cursor()
+                .protect_region(
+                    VirtAddr::from_usize(ia as usize),
+                    size as usize,
+                    MappingFlags::READ | MappingFlags::EXECUTE,
+                )
+                .unwrap();
+        }
+
+        fn split(&mut self, _: u64) {
+            unreachable!("page_table_multiarch has no split: callers check `has`")
+        }
+
+        #[inline]
+        fn translate(&self, ia: u64) -> u64 {
+            self.0
+                .query(VirtAddr::from_usize(ia as usize))
+                .map_or(0, |(pa, _, _)| pa.as_usize() as u64)
+        }
+    }
+}
+
+pub use ptm::PageTableMultiarch;
 
 // ----- the floor ----------------------------------------------------------------------
 

@@ -69,11 +69,18 @@ pub enum Op {
     Fault,
     /// Drop a VM with `pages` bytes mapped as pages.
     Teardown,
+    /// [`UnmapPages`](Op::UnmapPages) through pt-hyp (`Stage2::unmap_range`), which also
+    /// hands every removed RAM leaf to the data-cache clean (KVM's `kvm_flush_dcache_*`).
+    UnmapPagesClean,
+    /// [`UnmapBlocks`](Op::UnmapBlocks) through pt-hyp, with the data-cache clean.
+    UnmapBlocksClean,
+    /// [`Teardown`](Op::Teardown) through pt-hyp (`Stage2` dropped), with the data-cache clean.
+    TeardownClean,
 }
 
 impl Op {
     /// Every operation, in table order.
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 12] = [
         Op::MapPages,
         Op::MapBlocks,
         Op::UnmapPages,
@@ -83,6 +90,9 @@ impl Op {
         Op::Translate,
         Op::Fault,
         Op::Teardown,
+        Op::UnmapPagesClean,
+        Op::UnmapBlocksClean,
+        Op::TeardownClean,
     ];
 
     /// Short id.
@@ -97,7 +107,19 @@ impl Op {
             Op::Translate => "translate",
             Op::Fault => "fault",
             Op::Teardown => "teardown",
+            Op::UnmapPagesClean => "unmap_4k_clean",
+            Op::UnmapBlocksClean => "unmap_2m_clean",
+            Op::TeardownClean => "teardown_clean",
         }
+    }
+
+    /// Operations only pt-hyp has: the fault path, and unmap and teardown with the data-cache
+    /// clean of what was mapped (the peers do no cache maintenance).
+    pub const fn hyp_only(self) -> bool {
+        matches!(
+            self,
+            Op::Fault | Op::UnmapPagesClean | Op::UnmapBlocksClean | Op::TeardownClean
+        )
     }
 
     /// Parses [`Op::id`].
@@ -108,8 +130,14 @@ impl Op {
     /// What one unit is.
     pub const fn unit(self) -> &'static str {
         match self {
-            Op::MapPages | Op::UnmapPages | Op::WriteProtect | Op::Teardown | Op::Split => "page",
-            Op::MapBlocks | Op::UnmapBlocks => "block",
+            Op::MapPages
+            | Op::UnmapPages
+            | Op::WriteProtect
+            | Op::Teardown
+            | Op::Split
+            | Op::UnmapPagesClean
+            | Op::TeardownClean => "page",
+            Op::MapBlocks | Op::UnmapBlocks | Op::UnmapBlocksClean => "block",
             Op::Translate => "lookup",
             Op::Fault => "fault",
         }
@@ -118,8 +146,13 @@ impl Op {
     /// Units per timed run.
     pub const fn units(self, s: &Sizes) -> u64 {
         match self {
-            Op::MapPages | Op::UnmapPages | Op::WriteProtect | Op::Teardown => s.pages / PAGE,
-            Op::MapBlocks | Op::UnmapBlocks => s.blocks / BLOCK,
+            Op::MapPages
+            | Op::UnmapPages
+            | Op::WriteProtect
+            | Op::Teardown
+            | Op::UnmapPagesClean
+            | Op::TeardownClean => s.pages / PAGE,
+            Op::MapBlocks | Op::UnmapBlocks | Op::UnmapBlocksClean => s.blocks / BLOCK,
             Op::Split => s.splits * 512,
             Op::Translate => s.translates,
             Op::Fault => s.faults,
@@ -154,8 +187,14 @@ pub fn prepare<S: Subject>(pool: &'static Pool, op: Op, z: &Sizes) -> Prepared<S
     let mut addrs = Vec::new();
     match op {
         Op::MapPages | Op::MapBlocks => {}
-        Op::UnmapPages | Op::WriteProtect | Op::Teardown => s.map_pages(IA_PAGES, OA, z.pages),
-        Op::UnmapBlocks => s.map_blocks(IA_BLOCKS, OA_BLOCKS, z.blocks),
+        Op::UnmapPages | Op::WriteProtect | Op::Teardown | Op::UnmapPagesClean => {
+            s.map_pages(IA_PAGES, OA, z.pages)
+        }
+        Op::TeardownClean => {
+            s.map_pages(IA_PAGES, OA, z.pages);
+            s.clean_teardown();
+        }
+        Op::UnmapBlocks | Op::UnmapBlocksClean => s.map_blocks(IA_BLOCKS, OA_BLOCKS, z.blocks),
         Op::Split => s.map_blocks(IA_BLOCKS, OA_BLOCKS, z.splits * BLOCK),
         Op::Translate => {
             s.map_pages(IA_PAGES, OA, z.pages);
@@ -177,6 +216,8 @@ pub fn run<S: Subject>(p: Prepared<S>, op: Op, z: &Sizes) -> Option<Prepared<S>>
         Op::MapBlocks => p.s.map_blocks(IA_BLOCKS, OA_BLOCKS, z.blocks),
         Op::UnmapPages => p.s.unmap(IA_PAGES, z.pages),
         Op::UnmapBlocks => p.s.unmap(IA_BLOCKS, z.blocks),
+        Op::UnmapPagesClean => p.s.unmap_clean(IA_PAGES, z.pages),
+        Op::UnmapBlocksClean => p.s.unmap_clean(IA_BLOCKS, z.blocks),
         Op::WriteProtect => p.s.write_protect(IA_PAGES, z.pages),
         Op::Split => {
             for i in 0..z.splits {
@@ -195,7 +236,7 @@ pub fn run<S: Subject>(p: Prepared<S>, op: Op, z: &Sizes) -> Option<Prepared<S>>
                 p.s.fault(IA_PAGES + i * PAGE);
             }
         }
-        Op::Teardown => {
+        Op::Teardown | Op::TeardownClean => {
             drop(p);
             return None;
         }
@@ -211,7 +252,7 @@ pub fn floor_units(op: Op, z: &Sizes) -> Option<u64> {
             Some(op.units(z))
         }
         Op::Split => Some(op.units(z)),
-        Op::Translate | Op::Fault | Op::Teardown => None,
+        _ => None,
     }
 }
 
@@ -224,7 +265,7 @@ pub fn run_floor(buf: &mut [u64], op: Op) {
         Op::MapBlocks => crate::subjects::floor_fill(buf, OA_BLOCKS | S2_RAM_ATTRS | 1, BLOCK),
         Op::UnmapPages | Op::UnmapBlocks => crate::subjects::floor_fill(buf, 0, 0),
         Op::WriteProtect => crate::subjects::floor_clear_bits(buf, S2AP_W),
-        Op::Translate | Op::Fault | Op::Teardown => {}
+        _ => {}
     }
     black_box(buf);
 }

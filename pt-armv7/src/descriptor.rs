@@ -200,3 +200,11 @@ pub(crate) const fn leaf_step(level: u8) -> Option<u64> {
         None
     }
 }
+
+/// [`Format::any_table`](pt_core::Format::any_table) for this format: a table descriptor is
+/// `bits[1:0] == 0b11` above level 3, so one OR of `d & (d >> 1)` over the entries holds the
+/// answer in bit 0 (branch-free, vectorised by the compiler).
+#[inline]
+pub(crate) fn any_table(entries: &[u64], level: u8) -> bool {
+    level < LAST_LEVEL && entries.iter().fold(0, |acc, &d| acc | (d & (d >> 1))) & 1 != 0
+}

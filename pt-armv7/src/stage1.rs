@@ -77,6 +77,11 @@ impl Format for HypFormat {
     }
 
     #[inline]
+    fn any_table(entries: &[u64], level: u8) -> bool {
+        d::any_table(entries, level)
+    }
+
+    #[inline]
     fn is_valid(desc: u64, level: u8) -> bool {
         !matches!(d::kind(desc, level), Kind::Invalid)
     }

@@ -91,6 +91,11 @@ impl Format for S2Format {
     }
 
     #[inline]
+    fn any_table(entries: &[u64], level: u8) -> bool {
+        d::any_table(entries, level)
+    }
+
+    #[inline]
     fn is_valid(desc: u64, level: u8) -> bool {
         !matches!(d::kind(desc, level), Kind::Invalid)
     }

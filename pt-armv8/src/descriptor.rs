@@ -217,6 +217,14 @@ pub(crate) fn leaf_base(oa: PhysAddr, level: u8) -> Option<u64> {
     Some((oa.0 & leaf_oa_mask(level)) | kind)
 }
 
+/// [`Format::any_table`](pt_core::Format::any_table) for this format: a table descriptor is
+/// `bits[1:0] == 0b11` above level 3, so one OR of `d & (d >> 1)` over the entries holds the
+/// answer in bit 0 (branch-free, vectorised by the compiler).
+#[inline]
+pub(crate) fn any_table(entries: &[u64], level: u8) -> bool {
+    level < LAST_LEVEL && entries.iter().fold(0, |acc, &d| acc | (d & (d >> 1))) & 1 != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,6 +127,11 @@ impl Format for HypFormat {
     }
 
     #[inline]
+    fn any_table(entries: &[u64], level: u8) -> bool {
+        descriptor::any_table(entries, level)
+    }
+
+    #[inline]
     fn is_valid(desc: u64, level: u8) -> bool {
         descriptor::is_valid(desc, level)
     }

@@ -135,6 +135,11 @@ impl Format for S2Format {
     }
 
     #[inline]
+    fn any_table(entries: &[u64], level: u8) -> bool {
+        descriptor::any_table(entries, level)
+    }
+
+    #[inline]
     fn is_valid(desc: u64, level: u8) -> bool {
         descriptor::is_valid(desc, level)
     }

@@ -57,6 +57,15 @@ pub trait Format: 'static {
     /// Fast check: does `desc` at `level` point at a next-level table?
     fn is_table(desc: u64, level: u8) -> bool;
 
+    /// Fast check over entries of one table at `level`: does any of them point at a
+    /// next-level table? Freeing a subtree asks it for a chunk of entries at a time, and reads
+    /// a chunk entry by entry only when the answer is yes. The default asks
+    /// [`is_table`](Self::is_table) for each entry; a format whose table check is a bit test
+    /// overrides it with a branch-free reduction over the chunk.
+    fn any_table(entries: &[u64], level: u8) -> bool {
+        entries.iter().any(|&d| Self::is_table(d, level))
+    }
+
     /// Fast check: is `desc` at `level` valid (table or leaf)?
     fn is_valid(desc: u64, level: u8) -> bool;
 

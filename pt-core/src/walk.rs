@@ -14,7 +14,7 @@
 
 use crate::addr::PhysAddr;
 use crate::format::Format;
-use crate::geometry::{entry_size, Geometry, LAST_LEVEL};
+use crate::geometry::{entry_size, level_shift, Geometry, ENTRIES_PER_TABLE, LAST_LEVEL};
 use crate::machine::PageAllocator;
 use crate::table::{read_entry, Entries};
 use core::marker::PhantomData;
@@ -130,16 +130,22 @@ impl<'a, F: Format, P: PageAllocator> Walker<'a, F, P> {
         }
         let mut table = self.root;
         let mut level = self.geom.start_level();
+        let mut shift = level_shift(level);
+        // `ia` is inside the input space, so its root index is below the root's entry count
+        // without a mask; below the root every table has 512 entries.
+        let mut index = (ia >> shift) as usize;
         loop {
             // SAFETY: `table` is the root or a table reached through a table descriptor of this
             // tree, and `index` is below its entry count.
-            let desc = unsafe { read_entry(self.alloc, table, self.geom.index(level, ia)) };
+            let desc = unsafe { read_entry(self.alloc, table, index) };
             if level < LAST_LEVEL && F::is_table(desc, level) {
                 match F::decode(desc, level) {
                     crate::format::Entry::Table(next) => table = next,
                     _ => return None,
                 }
                 level += 1;
+                shift -= 9;
+                index = (ia >> shift) as usize & (ENTRIES_PER_TABLE - 1);
                 continue;
             }
             return F::is_valid(desc, level).then_some((desc, level));

@@ -1113,3 +1113,64 @@ fn free_tree_reporting_reports_every_leaf_and_frees_every_page() {
     assert_eq!(sink.0, [(0x10_0000, PAGE, 1), (0x4000_0000, M2, 2)]);
     assert_eq!(arena.live_pages(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// freeing: no table leaks, wherever a table sits in the chunks the free scan skips
+
+/// Level-2 entries at the edges of the 64-entry chunks the free scan tests at once, and in
+/// the middle of them.
+const CHUNK_EDGES: [u64; 10] = [0, 1, 31, 62, 63, 64, 65, 300, 510, 511];
+/// Root entries (1 GiB each, 1024 of them for 40 bits) likewise, the second concatenated root
+/// table included.
+const ROOT_EDGES: [u64; 7] = [0, 1, 63, 64, 511, 512, 1023];
+
+/// Maps a tree with a level-3 table at every chunk edge of a level-2 table below every root
+/// edge, a 2 MiB block next to each, and a 1 GiB block at root entry 2: 2 + 7 + 7 * 10 pages.
+fn edge_tree(w: &Walker<'_, Fake, Arena>) {
+    let m = common::Rec::<true>;
+    for r in ROOT_EDGES {
+        for j in CHUNK_EDGES {
+            let ia = r * G1 + j * M2;
+            map(w, &req(ia + 7 * PAGE, PAGE, 0x1000, 1, 3), &m).unwrap();
+            map(w, &req(r * G1 + (j ^ 2) * M2, M2, 0x20_0000, 1, 2), &m).unwrap();
+        }
+    }
+    map(w, &req(2 * G1, G1, 0x4000_0000, 1, 1), &m).unwrap();
+}
+
+#[test]
+fn free_tree_frees_tables_at_every_chunk_edge() {
+    let arena = Arena::standard();
+    let w = tree::<Fake>(&arena, 40);
+    edge_tree(&w);
+    assert_eq!(arena.live_pages(), 2 + 7 + 70);
+    let m = Rec::<true>;
+    free_tree(&w, &mut s2(&m));
+    assert_eq!(arena.live_pages(), 0, "every table freed, none twice");
+}
+
+#[test]
+fn unmap_of_whole_subtrees_frees_tables_at_every_chunk_edge() {
+    let arena = Arena::standard();
+    let w = tree::<Fake>(&arena, 40);
+    edge_tree(&w);
+    let m = Rec::<true>;
+    // Root entries 63 and 64: two level-2 tables cut whole, each with its ten level-3 tables.
+    unmap(&w, 63 * G1, 2 * G1, PartialBlock::Refuse, &mut s2(&m)).unwrap();
+    assert_eq!(arena.live_pages(), 2 + 5 + 50);
+    // Entries 0..=2: two subtrees and the 1 GiB block.
+    unmap(&w, 0, 3 * G1, PartialBlock::Refuse, &mut s2(&m)).unwrap();
+    assert_eq!(arena.live_pages(), 2 + 3 + 30);
+    // Part of a level-2 table: the level-3 tables at 62..=65 go (cut whole), the rest stays.
+    unmap(
+        &w,
+        511 * G1 + 62 * M2,
+        4 * M2,
+        PartialBlock::Refuse,
+        &mut s2(&m),
+    )
+    .unwrap();
+    assert_eq!(arena.live_pages(), 2 + 3 + 26);
+    free_tree(&w, &mut s2(&m));
+    assert_eq!(arena.live_pages(), 0);
+}

@@ -353,15 +353,22 @@ impl<A: FaultArch, P: PageAllocator + GuestMemory> Stage2<A, P> {
             let host = slot.host_of(ipa);
             // Check the request and the cache first, so a refusal costs no maintenance; then
             // clean before the mapping exists, so no vCPU can see the memory uncleaned.
-            let planned = self
-                .map_tables_needed(ipa, host, size, attrs, block_size(level))
-                .and_then(|needed| match cache.available() {
-                    n if n < needed => Err(Error::CacheExhausted {
-                        needed,
-                        available: n,
-                    }),
-                    _ => Ok(()),
-                });
+            // A page where the lookup above found nothing cannot conflict (no leaf lies on its
+            // path) and cannot exhaust a cache of `max_tables_per_map` pages: the plan walk
+            // would find nothing, so only the request's own checks are left for it.
+            let planned = if level == 3 && cache.available() >= geom.max_tables_per_map() {
+                self.checked_request(ipa, host, size, attrs, block_size(level))
+                    .map(|_| ())
+            } else {
+                self.map_tables_needed(ipa, host, size, attrs, block_size(level))
+                    .and_then(|needed| match cache.available() {
+                        n if n < needed => Err(Error::CacheExhausted {
+                            needed,
+                            available: n,
+                        }),
+                        _ => Ok(()),
+                    })
+            };
             let mapped = planned
                 .and_then(|()| self.clean_new(host, size, a))
                 .and_then(|()| self.map_cached(cache, ipa, host, size, attrs, block_size(level)));

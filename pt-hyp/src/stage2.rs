@@ -330,7 +330,7 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
         &self.maint
     }
 
-    fn checked_request(
+    pub(crate) fn checked_request(
         &self,
         ipa: Ipa,
         pa: PhysAddr,
@@ -472,6 +472,7 @@ impl<A: Arch, P: PageAllocator + GuestMemory> Stage2<A, P> {
     }
 
     /// The mapping of `ipa`, or `None`.
+    #[inline]
     pub fn translate(&self, ipa: Ipa) -> Option<S2Translation> {
         let t = ops::translate(&self.walker(), ipa.0)?;
         Some(S2Translation {

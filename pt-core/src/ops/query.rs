@@ -29,6 +29,7 @@ impl<A> Translation<A> {
 }
 
 /// The mapping of input address `ia`, or `None` when it is unmapped or outside the tree.
+#[inline]
 pub fn translate<F: Format, P: PageAllocator>(
     w: &Walker<'_, F, P>,
     ia: u64,

@@ -148,7 +148,7 @@ impl<M: Maintenance, A: Copy + PartialEq, S: UnmapSink<A>> Unmap<'_, '_, '_, M, 
             if S::REPORTS {
                 free_subtree_reporting(w, t, level, ia, self.sink);
             } else {
-                free_subtree(w, t, level, ia);
+                free_subtree(w, t, level);
             }
         }
     }
