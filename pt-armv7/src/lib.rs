@@ -27,13 +27,13 @@
 //! use pt_armv7::{regs, S2Format};
 //! use pt_core::{Entry, Format, Geometry, PhysAddr, Perms, Stage2Attrs};
 //!
-//! // A 32-bit IPA stage 2: a level-1 root table of four entries.
+//! // A 32-bit IPA stage 2: the shortest walk starts at level 2 with four concatenated tables
+//! // (2048 entries): VTCR.T0SZ = 0, SL0 = 0b00; the root is 16 KiB aligned.
 //! let geom = Geometry::new(S2Format::LIMITS, 32).unwrap();
-//! assert_eq!((geom.start_level(), geom.root_entries()), (1, 4));
-//! let vtcr = regs::vtcr(&geom).unwrap();
+//! assert_eq!((geom.start_level(), geom.root_entries()), (2, 2048));
+//! assert_eq!(regs::vtcr(&geom), Ok(0x8000_3500));
 //! let vttbr = regs::vttbr(PhysAddr(0x8000_0000), &geom, 1).unwrap();
 //! assert_eq!(vttbr, (1 << 48) | 0x8000_0000);
-//! # let _ = vtcr;
 //!
 //! // A guest page with a 40-bit output address: descriptors are u64 on the 32-bit CPU too.
 //! let attrs = Stage2Attrs::ram(Perms::RWX);

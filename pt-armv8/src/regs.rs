@@ -498,15 +498,67 @@ mod tests {
     }
 
     #[test]
-    fn vtcr_el2_32_bit_ipa_starts_at_level1() {
+    fn vtcr_el2_32_bit_ipa_starts_at_level2_with_four_tables() {
+        // Issue 17, shortest walk: 32-bit IPA, T0SZ = 64 - 32 = 32; SL0 = 0b00 (level 2)
+        // takes 22..=34 bits (AArch64.S2InconsistentSL), root 2^(32 - 21) = 2048 entries =
+        // four concatenated level-2 tables. Before: SL0 = 0b01 (level 1, 4 entries).
         let expect = (1u64 << 31)
             | (0b000 << 16)
             | (0b11 << 12)
             | (0b01 << 10)
             | (0b01 << 8)
-            | (0b01 << 6)
+            | (0b00 << 6)
             | 32;
         assert_eq!(vtcr_el2(&s2(32), 32), Ok(expect));
+        assert_eq!(vtcr_el2(&s2(32), 32), Ok(0x8000_3520));
+        assert_eq!((s2(32).start_level(), s2(32).root_pages()), (2, 4));
+    }
+
+    /// VTCR_EL2 and VTTBR_EL2 per IPA size, worked out by hand: bit 31 RES1, PS [18:16]
+    /// (32/36/40/42/44/48 bits = 0..=5), SH0/ORGN0/IRGN0 = 0x3500, SL0 [7:6] = 2 - start
+    /// level, T0SZ = 64 - IPA bits. Start level: the deepest whose root fits 16 tables (level
+    /// 2 up to 34 bits, level 1 up to 43, level 0 above). Root alignment: its pages.
+    #[test]
+    fn vtcr_el2_and_vttbr_el2_pinned_per_ipa_size() {
+        #[rustfmt::skip]
+        let table: &[(u8, u8, u64, u8, usize)] = &[
+            // (IPA bits, PA bits, VTCR_EL2, start level, root pages)
+            (32, 32, 0x8000_3520, 2, 4),  // SL0 0, T0SZ 0x20: 2048 entries
+            (36, 36, 0x8001_355c, 1, 1),  // SL0 1, T0SZ 0x1c: 64 entries
+            (39, 40, 0x8002_3559, 1, 1),  // SL0 1, T0SZ 0x19: 512 entries
+            (40, 40, 0x8002_3558, 1, 2),  // SL0 1, T0SZ 0x18: 1024 entries
+            (42, 42, 0x8003_3556, 1, 8),  // SL0 1, T0SZ 0x16: 4096 entries
+            (44, 44, 0x8004_3594, 0, 1),  // SL0 2, T0SZ 0x14: 32 entries
+            (48, 48, 0x8005_3590, 0, 1),  // SL0 2, T0SZ 0x10: 512 entries
+        ];
+        for &(ipa, pa, vtcr, start, pages) in table {
+            let g = s2(ipa);
+            assert_eq!(vtcr_el2(&g, pa), Ok(vtcr), "{ipa}-bit IPA");
+            assert_eq!((g.start_level(), g.root_pages()), (start, pages), "{ipa}");
+            let align = pages as u64 * 0x1000;
+            let root = PhysAddr(0x8000_0000 + align);
+            assert_eq!(
+                vttbr_el2(&g, root, 7),
+                Ok((7u64 << 48) | (0x8000_0000 + align)),
+                "{ipa}"
+            );
+            if pages > 1 {
+                assert_eq!(
+                    vttbr_el2(&g, PhysAddr(0x8000_0000 + align / 2), 7),
+                    Err(RegError::UnalignedRoot {
+                        root: PhysAddr(0x8000_0000 + align / 2),
+                        align
+                    }),
+                    "{ipa}"
+                );
+            }
+        }
+        // 32-bit: the four-table root needs 16 KiB.
+        assert_eq!(
+            vttbr_el2(&s2(32), PhysAddr(0x4001_4000), 1),
+            Ok((1u64 << 48) | 0x4001_4000)
+        );
+        assert!(vttbr_el2(&s2(32), PhysAddr(0x4001_2000), 1).is_err());
     }
 
     #[test]

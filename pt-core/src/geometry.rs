@@ -4,12 +4,33 @@
 //! entries cover `2^(12 + 9 * (3 - L))` bytes. A tree needs `ceil((bits - 12) / 9)` levels; the
 //! first (start) level then holds `2^(bits - shift(start))` entries, which may be fewer than 512.
 //!
-//! Stage 2 may instead start one level lower with up to 16 *concatenated* root tables (ARM ARM
-//! D8.2.x / ARMv7 B3.6.x "concatenated translation tables"). The rule used here, the same for
-//! every architecture and both stages (as in Xen's `pa_range_info`): take the stage-1 shape, and
-//! at stage 2 replace a level-0 root of at most 16 entries by that many concatenated level-1
-//! tables. That gives the shapes KVM/ARM uses: 40-bit IPA starts at level 1 with two
-//! concatenated tables, 32-bit IPA at level 1 with four entries, 48-bit at level 0.
+//! Stage 1 has no choice: the hardware derives the start level from `T0SZ` alone, one root
+//! table. Stage 2 may start one or two levels lower with up to 16 *concatenated* root tables
+//! (ARM ARM DDI 0487 "Stage 2 translation table lookup", `AArch64.S2InconsistentSL`; ARMv7
+//! DDI 0406C B3.6.6 and VTCR B4.1.159), and [`Geometry::new`] takes the **shortest walk the
+//! architecture allows**: the deepest start level (at most level 2, what `SL0` encodes with the
+//! 4 KiB granule) whose root fits in 16 tables. Level 0 is never concatenated. ARMv8 `SL0` =
+//! 0/1/2 start level 2/1/0 for 22..=34 / 31..=43 / 40..=48 bits; ARMv7 `SL0` = 0 (level 2)
+//! takes `T0SZ` -2..=7 (25..=34 bits), `SL0` = 1 (level 1) `T0SZ` -8..=1 (31..=40 bits).
+//!
+//! | IPA bits | ARMv8 stage 2: start, root tables (entries), levels | ARMv7 stage 2 | KVM arm64 | KVM arm32 |
+//! |---|---|---|---|---|
+//! | 25..=30 | L2, 1 (16..512), 2 | same as ARMv8 | below its 32-bit minimum | - |
+//! | 31 | L2, 2, 2 | same | below its minimum | - |
+//! | 32 | L2, 4, 2 | same | L2, 4, 2 | - |
+//! | 33 | L2, 8, 2 | same | L2, 8, 2 | - |
+//! | 34 | L2, 16, 2 | same | L2, 16, 2 | - |
+//! | 35..=39 | L1, 1 (32..512), 3 | same | L1, 1, 3 | - |
+//! | 40 | L1, 2, 3 | same | L1, 2, 3 | always this: L1, 2, 3 |
+//! | 41..=43 | L1, 4 / 8 / 16, 3 | - (40 bits at most) | L1, 4 / 8 / 16, 3 | - |
+//! | 44..=48 | L0, 1 (32..512), 4 | - | L0, 1, 4 | - |
+//!
+//! KVM arm64 picks `stage2_pgtable_levels(ipa)` = `ARM64_HW_PGTABLE_LEVELS(ipa - 4)` =
+//! `(ipa - 8) / 9` levels (allowing 16 concatenated tables, at least 2 levels), so it agrees
+//! with this rule for every IPA size it supports (32..=48 bits). KVM arm32 (removed in Linux
+//! 5.7) always ran guests with a 40-bit IPA: `VTCR.T0SZ` = -8, `SL0` = 1, two level-1 tables.
+//! Before issue 17 this crate started 31- to 34-bit stage 2 at level 1 (three levels); a
+//! 32-bit VM now walks two.
 
 use core::fmt;
 
@@ -120,6 +141,9 @@ pub const MAX_CONCATENATED: usize = 16;
 pub const LAST_LEVEL: u8 = 3;
 /// Input-address bits a page resolves (the 4 KiB page offset).
 const PAGE_BITS: u32 = 12;
+/// Deepest level a stage-2 walk can start at with the 4 KiB granule: `VTCR.SL0` /
+/// `VTCR_EL2.SL0` encode levels 2, 1 (and 0 on ARMv8) only (level 3 needs ARMv8.4 TTST).
+pub const STAGE2_LAST_START_LEVEL: u8 = 2;
 
 /// The shape of one tree: input size, start level and root size.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,6 +198,43 @@ pub const fn checked_entry_size(level: u8) -> Option<u64> {
     }
 }
 
+/// Stage 1: the start level the hardware derives from `T0SZ` alone, one root table of
+/// `2^root_bits` entries (1..=9 bits). `None` for 12 bits or fewer and for more than 48.
+fn stage1_shape(ia_bits: u8) -> Option<(u8, u32)> {
+    let walked = (ia_bits as u32).checked_sub(PAGE_BITS).filter(|&w| w > 0)?;
+    let levels = walked.div_ceil(9);
+    if levels > LAST_LEVEL as u32 + 1 {
+        return None;
+    }
+    let start_level = (LAST_LEVEL as u32 + 1 - levels) as u8;
+    Some((start_level, ia_bits as u32 - level_shift(start_level)))
+}
+
+/// Stage 2: the shortest walk the architecture allows. The highest start level at or above
+/// which the root needs at most 16 concatenated tables (`2^13` entries); the start level is
+/// at most [`STAGE2_LAST_START_LEVEL`] (what `SL0` encodes with the 4 KiB granule) and the
+/// root holds at least 2 entries; a level-0 root is a single table (the ARM ARM concatenates
+/// only at levels 1 and 2 with the 4 KiB granule). `None` below 22 and above 48 bits.
+fn stage2_shape(ia_bits: u8) -> Option<(u8, u32)> {
+    let max_root_bits = (MAX_CONCATENATED * ENTRIES_PER_TABLE).ilog2();
+    let mut start_level = STAGE2_LAST_START_LEVEL;
+    loop {
+        let root_bits = (ia_bits as u32).checked_sub(level_shift(start_level))?;
+        if root_bits == 0 {
+            return None;
+        }
+        let max = if start_level == 0 {
+            ENTRIES_PER_TABLE.ilog2()
+        } else {
+            max_root_bits
+        };
+        if root_bits <= max {
+            return Some((start_level, root_bits));
+        }
+        start_level = start_level.checked_sub(1)?;
+    }
+}
+
 impl Geometry {
     /// Derives the geometry for `ia_bits`-bit input addresses under `limits`.
     ///
@@ -195,32 +256,16 @@ impl Geometry {
         if limits.min_level > LAST_LEVEL {
             return Err(no_shape);
         }
-        // Levels a stage-1 walk of this size takes: at least one (more than the 12 page-offset
-        // bits), at most four (48 bits).
-        let levels = match (ia_bits as u32).checked_sub(PAGE_BITS) {
-            Some(walked @ 1..) => walked.div_ceil(9),
-            _ => return Err(no_shape),
-        };
-        if levels > LAST_LEVEL as u32 + 1 {
-            return Err(no_shape);
+        let (start_level, root_bits) = match limits.stage {
+            Stage::Stage1 => stage1_shape(ia_bits),
+            Stage::Stage2 => stage2_shape(ia_bits),
         }
-        let mut start_level = (LAST_LEVEL as u32 + 1 - levels) as u8;
-        let concatenate = limits.stage == Stage::Stage2
-            && start_level == 0
-            && ia_bits as u32 - level_shift(0) <= MAX_CONCATENATED.ilog2();
-        if concatenate || start_level < limits.min_level {
-            start_level += 1;
-        }
-        // The limits of every supported architecture keep the start level at or above their
-        // own and the root within 16 tables; home-made limits that break this get a typed
-        // error.
+        .ok_or(no_shape)?;
+        // Hand-made limits may ask for a start level below the one the size needs; the
+        // supported architectures' limits never do.
         if start_level < limits.min_level {
             return Err(no_shape);
         }
-        let root_bits = match (ia_bits as u32).checked_sub(level_shift(start_level)) {
-            Some(bits) if bits <= (MAX_CONCATENATED * ENTRIES_PER_TABLE).ilog2() => bits,
-            _ => return Err(no_shape),
-        };
         Ok(Self {
             ia_bits,
             start_level,
@@ -315,13 +360,16 @@ mod tests {
     /// `L` entry covers `2^(12 + 9 * (3 - L))` bytes; the root holds `2^(bits - that)` entries.
     #[rustfmt::skip]
     const LEGAL: &[(Limits, u8, u8, usize)] = &[
-        // ARMv8 stage 2 (VTCR_EL2, 4 KiB granule): SL0=0 level 2 up to 30 bits (16..512
-        // entries); SL0=1 level 1 for 31..43 bits (2 entries .. 16 concatenated tables);
-        // SL0=2 level 0 from 44 bits.
+        // ARMv8 stage 2 (VTCR_EL2, 4 KiB granule; DDI 0487 "Stage 2 translation table
+        // lookup", AArch64.S2InconsistentSL): SL0=0 level 2 for 22..=34 bits (T0SZ >= 25 caps
+        // it at 25), SL0=1 level 1 for 31..=43, SL0=2 level 0 for 40..=48; up to 16
+        // concatenated tables. Shortest walk: level 2 up to 34 bits, level 1 up to 43.
         (Limits::ARMV8_STAGE2, 25, 2, 1 << (25 - 21)),
         (Limits::ARMV8_STAGE2, 30, 2, 1 << (30 - 21)),
-        (Limits::ARMV8_STAGE2, 31, 1, 1 << (31 - 30)),
-        (Limits::ARMV8_STAGE2, 32, 1, 4),
+        (Limits::ARMV8_STAGE2, 31, 2, 2 * 512),
+        (Limits::ARMV8_STAGE2, 32, 2, 4 * 512),
+        (Limits::ARMV8_STAGE2, 34, 2, 16 * 512),
+        (Limits::ARMV8_STAGE2, 35, 1, 1 << (35 - 30)),
         (Limits::ARMV8_STAGE2, 36, 1, 64),
         (Limits::ARMV8_STAGE2, 39, 1, 512),
         (Limits::ARMV8_STAGE2, 40, 1, 2 * 512),
@@ -335,12 +383,16 @@ mod tests {
         (Limits::ARMV8_STAGE1, 39, 1, 512),
         (Limits::ARMV8_STAGE1, 40, 0, 2),
         (Limits::ARMV8_STAGE1, 48, 0, 512),
-        // ARMv7 LPAE stage 2 (VTCR): 32-bit at level 1 with 4 entries; 40-bit at level 1 with
-        // two concatenated tables (T0SZ = -8, SL0 = 1).
+        // ARMv7 LPAE stage 2 (VTCR, DDI 0406C B3.6.6 / B4.1.159): SL0=0 level 2 for T0SZ
+        // -2..=7 (25..=34 bits), SL0=1 level 1 for T0SZ -8..=1 (31..=40 bits). Shortest
+        // walk: level 2 up to 34 bits (32-bit: four concatenated tables), level 1 above.
         (Limits::ARMV7_STAGE2, 25, 2, 16),
         (Limits::ARMV7_STAGE2, 30, 2, 512),
-        (Limits::ARMV7_STAGE2, 31, 1, 2),
-        (Limits::ARMV7_STAGE2, 32, 1, 4),
+        (Limits::ARMV7_STAGE2, 31, 2, 2 * 512),
+        (Limits::ARMV7_STAGE2, 32, 2, 4 * 512),
+        (Limits::ARMV7_STAGE2, 34, 2, 16 * 512),
+        (Limits::ARMV7_STAGE2, 35, 1, 32),
+        (Limits::ARMV7_STAGE2, 36, 1, 64),
         (Limits::ARMV7_STAGE2, 40, 1, 1024),
         // ARMv7 HYP stage 1 (HTCR): level 1 for 31..32 bits, level 2 below.
         (Limits::ARMV7_STAGE1, 32, 1, 4),

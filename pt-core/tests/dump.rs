@@ -52,11 +52,11 @@ fn empty_tree_prints_header_and_root_only() {
     let (out, stats) = dump(&w);
     assert_eq!(
         out,
-        "---[ fake: 32-bit input, start level 1, root 0x10000000 (1 page) ]---\n\
+        "---[ fake: 32-bit input, start level 2, root 0x10000000 (4 pages) ]---\n\
          ---[ 0 leaves in 0 ranges, 0 mapped ]---\n\
-         ---[ table pages: L1 1 (root), L2 0, L3 0; total 1 ]---\n"
+         ---[ table pages: L2 4 (root), L3 0; total 4 ]---\n"
     );
-    assert_eq!(stats.table_pages(), 1);
+    assert_eq!(stats.table_pages(), 4);
     free(&w);
 }
 
@@ -77,7 +77,7 @@ fn leaves_merge_only_with_same_level_attrs_and_contiguous_addresses() {
     let (out, stats) = dump(&w);
     assert_eq!(
         out,
-        "---[ fake: 32-bit input, start level 1, root 0x10000000 (1 page) ]---\n\
+        "---[ fake: 32-bit input, start level 2, root 0x10000000 (4 pages) ]---\n\
          0x40000000-0x40200000     2M L2 -> 0x000080000000 attrs=0x01\n\
          0x40200000-0x40203000    12K L3 -> 0x000080200000 attrs=0x01\n\
          0x40203000-0x40204000     4K L3 -> 0x000090000000 attrs=0x01\n\
@@ -85,7 +85,7 @@ fn leaves_merge_only_with_same_level_attrs_and_contiguous_addresses() {
          0x40206000-0x40207000     4K L3 -> 0x000090002000 attrs=0x02\n\
          0x405ff000-0x40601000     8K L3 -> 0x0000a0000000 attrs=0x03\n\
          ---[ 9 leaves in 6 ranges, 2080K mapped ]---\n\
-         ---[ table pages: L1 1 (root), L2 1, L3 3; total 5 ]---\n"
+         ---[ table pages: L2 4 (root), L3 3; total 7 ]---\n"
     );
     assert_eq!(
         stats,
@@ -93,7 +93,7 @@ fn leaves_merge_only_with_same_level_attrs_and_contiguous_addresses() {
             lines: 6,
             leaves: 9,
             bytes: M2 + 8 * K4,
-            tables: [0, 1, 1, 3],
+            tables: [0, 0, 4, 3],
         }
     );
     assert_eq!(stats.table_pages(), arena.live_pages());

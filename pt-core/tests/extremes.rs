@@ -58,15 +58,23 @@ fn expected_shape(limits: Limits, bits: u8) -> Option<(u8, u32)> {
     if limits.min_level > 3 || bits <= 12 {
         return None;
     }
-    let levels = (u32::from(bits) - 12).div_ceil(9);
-    if levels > 4 {
-        return None;
-    }
-    let mut start = 4 - levels;
-    let concatenated = limits.stage == Stage::Stage2 && start == 0 && u32::from(bits) - 39 <= 4;
-    if concatenated || start < u32::from(limits.min_level) {
-        start += 1;
-    }
+    let start = if limits.stage == Stage::Stage1 {
+        let levels = (u32::from(bits) - 12).div_ceil(9);
+        if levels > 4 {
+            return None;
+        }
+        4 - levels
+    } else {
+        // Stage 2, the shortest walk (issue 17), from the ARM ARM's AArch64.S2InconsistentSL
+        // ranges for the 4 KiB granule: level 2 takes 22..=34 bits, level 1 31..=43, level 0
+        // 40..=48 (no concatenation at level 0). Take the deepest start level that fits.
+        match bits {
+            22..=34 => 2,
+            35..=43 => 1,
+            44..=48 => 0,
+            _ => return None,
+        }
+    };
     if start < u32::from(limits.min_level) {
         return None;
     }

@@ -57,15 +57,15 @@ fn armv7_stage2_dump_of_a_small_vm() {
     assert_eq!(
         small_vm::<Armv7>(&arena, 32),
         "\
-VMID 3: VTTBR 0x0003000080000000, VTCR 0x80003540
----[ armv7-s2: 32-bit input, start level 1, root 0x80000000 (1 page) ]---
+VMID 3: VTTBR 0x0003000080000000, VTCR 0x80003500
+---[ armv7-s2: 32-bit input, start level 2, root 0x80000000 (4 pages) ]---
 0x09000000-0x09001000     4K L3 -> 0x0009000000 RW- DEV/nGnRE  AF
 0x40000000-0x40200000     2M L2 -> 0x0048000000 RWX MEM/WB     AF
 0x40200000-0x40201000     4K L3 -> 0x0048200000 RWX MEM/WB     AF
 0x40201000-0x40202000     4K L3 -> 0x0048201000 R-X MEM/WB     AF logged
 0x40202000-0x40203000     4K L3 -> 0x0048202000 RWX MEM/WB     --
 ---[ 5 leaves in 5 ranges, 2064K mapped ]---
----[ table pages: L1 1 (root), L2 2, L3 2; total 5 ]---
+---[ table pages: L2 4 (root), L3 2; total 6 ]---
 "
     );
     assert_eq!(arena.live_pages(), 0);

@@ -125,7 +125,12 @@ fn split_block_keeps_every_translation<A: Arch>(bits: u8) {
         })
     );
     cache.release(&arena);
-    assert_eq!(arena.live_pages(), root_pages(bits) + 3);
+    // The split's level-3 table and the other tables of vm_with_block; RAM's level-2 table
+    // exists only with a level-1 start (a 32-bit VM's root is the level-2 table).
+    assert_eq!(
+        arena.live_pages(),
+        root_pages(bits) + l2_tables(bits, 1) + 2
+    );
 }
 
 fn split_1g_block_keeps_every_translation<A: Arch>(bits: u8) {
@@ -137,9 +142,16 @@ fn split_1g_block_keeps_every_translation<A: Arch>(bits: u8) {
     cache.top_up(&arena, 4).unwrap();
     let at = RAM + 3 * BLOCK_2M + 5 * PAGE_SIZE;
     log::clear();
-    assert_eq!(vm.split_block(&mut cache, Ipa(at)), Ok(2));
+    // With a level-1 start the GiB is one level-1 block: two steps (1 GiB -> 2 MiB -> pages).
+    // A 32-bit VM starts at level 2 (issue 17): the GiB is 512 2 MiB blocks, one step.
+    let steps = if top_block_level(bits) == 1 { 2 } else { 1 };
+    assert_eq!(vm.split_block(&mut cache, Ipa(at)), Ok(steps));
     let vttbr = vm.vttbr();
-    let mut want = batch::<A>(vttbr, &[(RAM, 1)]);
+    let mut want = if steps == 2 {
+        batch::<A>(vttbr, &[(RAM, 1)])
+    } else {
+        Vec::new()
+    };
     want.extend(batch::<A>(vttbr, &[(RAM + 3 * BLOCK_2M, 2)]));
     assert_eq!(log::tlb_ops(), want);
     for i in 0..512 {
@@ -151,9 +163,9 @@ fn split_1g_block_keeps_every_translation<A: Arch>(bits: u8) {
     for i in 0..512 {
         assert_maps(&vm, RAM + 3 * BLOCK_2M + i * PAGE_SIZE, ram(Perms::RX), 3);
     }
-    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.len(), 4 - steps);
     cache.release(&arena);
-    assert_eq!(arena.live_pages(), root_pages(bits) + 2);
+    assert_eq!(arena.live_pages(), root_pages(bits) + steps);
 }
 
 fn split_with_empty_cache_is_cache_exhausted<A: Arch>(bits: u8) {
@@ -174,18 +186,27 @@ fn split_with_empty_cache_is_cache_exhausted<A: Arch>(bits: u8) {
         })
     );
     cache.top_up(&arena, 1).unwrap();
-    assert_eq!(
-        vm.split_block(&mut cache, Ipa(g + 8 * PAGE_SIZE)),
-        Err(Error::CacheExhausted {
-            needed: 2,
-            available: 1
-        })
-    );
+    // A 1 GiB block needs two tables. A 32-bit VM has none (level-2 root, issue 17): its
+    // "1 GiB" is 2 MiB blocks, which one table splits, so this refusal is 40-bit only.
+    if top_block_level(bits) == 1 {
+        assert_eq!(
+            vm.split_block(&mut cache, Ipa(g + 8 * PAGE_SIZE)),
+            Err(Error::CacheExhausted {
+                needed: 2,
+                available: 1
+            })
+        );
+    }
     assert_eq!(log::writes(), 0);
     assert_eq!(log::tlb_ops(), vec![]);
     assert_eq!(cache.len(), 1);
     assert_eq!(snapshot(&vm, RAM, RAM + 2 * BLOCK_2M), before);
-    assert_maps(&vm, g + 8 * PAGE_SIZE, ram(Perms::RW), 1);
+    assert_maps(
+        &vm,
+        g + 8 * PAGE_SIZE,
+        ram(Perms::RW),
+        top_block_level(bits),
+    );
     cache.release(&arena);
     assert_eq!(arena.live_pages(), live);
 }

@@ -111,10 +111,28 @@ fn vtcr_40_bit_ipa_is_t0sz_minus_8_sl0_level1_s_set() {
     assert_eq!(vtcr(&s2(40)), Ok(0x8000_3558));
 }
 
+/// Issue 17: the shortest walk. 32-bit IPA: T0SZ = 32 - 32 = 0, S = 0; SL0 = 0b00 (level 2)
+/// allows T0SZ -2..=7 (DDI 0406C B4.1.159), so the walk starts at level 2 with 2^(32 - 21) =
+/// 2048 entries = four concatenated tables. Before, SL0 = 0b01 (level 1, 4 entries).
 #[test]
-fn vtcr_32_bit_ipa_is_t0sz_0_sl0_level1() {
-    assert_eq!(vtcr(&s2(32)), Ok((1 << 31) | WALK | (0b01 << 6)));
-    assert_eq!(vtcr(&s2(31)), Ok((1 << 31) | WALK | (0b01 << 6) | 1));
+fn vtcr_32_bit_ipa_is_t0sz_0_sl0_level2() {
+    assert_eq!(vtcr(&s2(32)), Ok((1 << 31) | WALK | (0b00 << 6)));
+    assert_eq!(vtcr(&s2(32)), Ok(0x8000_3500));
+    // 31 bits: T0SZ = 1, SL0 = 0b00, two concatenated level-2 tables.
+    assert_eq!(vtcr(&s2(31)), Ok((1 << 31) | WALK | (0b00 << 6) | 1));
+    assert_eq!(vtcr(&s2(31)), Ok(0x8000_3501));
+}
+
+/// 34 bits is the last size SL0 = 0b00 takes (T0SZ = -2 = 0b1110, S = 1, 16 tables); 35 bits
+/// (T0SZ = -3 = 0b1101) must start at level 1 (SL0 = 0b01, 32 entries).
+#[test]
+fn vtcr_34_and_35_bit_ipa_are_the_level2_to_level1_boundary() {
+    assert_eq!(vtcr(&s2(34)), Ok(0x8000_351e));
+    assert_eq!(s2(34).start_level(), 2);
+    assert_eq!(s2(34).root_pages(), 16);
+    assert_eq!(vtcr(&s2(35)), Ok(0x8000_355d));
+    assert_eq!(s2(35).start_level(), 1);
+    assert_eq!(s2(35).root_entries(), 32);
 }
 
 #[test]
@@ -132,7 +150,8 @@ fn vtcr_t0sz_is_signed_and_s_is_its_sign() {
         assert_eq!(signed, 32 - bits as i32, "{bits}");
         assert_eq!((v >> 4) & 1, field >> 3, "S must equal T0SZ[3] at {bits}");
         let sl0 = (v >> 6) & 0b11;
-        assert_eq!(sl0, if bits <= 30 { 0b00 } else { 0b01 }, "{bits}");
+        // Shortest walk: level 2 (SL0 = 0b00) up to T0SZ = -2 (34 bits), level 1 above.
+        assert_eq!(sl0, if bits <= 34 { 0b00 } else { 0b01 }, "{bits}");
         assert_eq!(v & !(0xff | WALK), 1 << 31);
     }
     // 36 bits: T0SZ = -4 = 0b1100
@@ -140,6 +159,7 @@ fn vtcr_t0sz_is_signed_and_s_is_its_sign() {
         vtcr(&s2(36)),
         Ok((1 << 31) | WALK | (0b01 << 6) | (1 << 4) | 0b1100)
     );
+    assert_eq!(vtcr(&s2(36)), Ok(0x8000_355c));
 }
 
 #[test]
@@ -197,11 +217,35 @@ fn vttbr_40_bit_needs_8k_alignment_for_two_concatenated_roots() {
 
 #[test]
 fn vttbr_alignment_follows_t0sz_and_sl0() {
-    assert_eq!(vttbr_alignment(&s2(32)), Ok(1 << 5)); // 4 entries * 8 bytes
-    assert_eq!(vttbr_alignment(&s2(31)), Ok(1 << 4)); // 2 entries
+    // SL0 = 0b00: x = 14 - T0SZ; SL0 = 0b01: x = 5 - T0SZ (DDI 0406C B4.1.160).
+    assert_eq!(vttbr_alignment(&s2(32)), Ok(1 << 14)); // x = 14 - 0: four 4 KiB tables
+    assert_eq!(vttbr_alignment(&s2(31)), Ok(1 << 13)); // x = 14 - 1: two tables
     assert_eq!(vttbr_alignment(&s2(30)), Ok(1 << 12)); // x = 14 - 2
     assert_eq!(vttbr_alignment(&s2(25)), Ok(1 << 7)); // 16 entries
-    assert_eq!(vttbr(PhysAddr(0x8000_0020), &s2(32), 0), Ok(0x8000_0020));
+    assert_eq!(vttbr_alignment(&s2(34)), Ok(1 << 16)); // x = 14 + 2: 16 tables
+    assert_eq!(vttbr_alignment(&s2(36)), Ok(1 << 9)); // x = 5 + 4: 64 entries
+    for bits in 25..=40 {
+        let g = s2(bits);
+        // The alignment is the root's size: entries * 8 bytes.
+        assert_eq!(
+            vttbr_alignment(&g),
+            Ok(g.root_entries() as u64 * 8),
+            "{bits}"
+        );
+    }
+    // 32 bits: the root needs 16 KiB alignment.
+    assert_eq!(
+        vttbr(PhysAddr(0x8000_4000), &s2(32), 3),
+        Ok((3u64 << 48) | 0x8000_4000)
+    );
+    assert_eq!(
+        vttbr(PhysAddr(0x8000_2000), &s2(32), 3),
+        Err(RegError::Misaligned {
+            addr: 0x8000_2000,
+            align: 0x4000
+        })
+    );
+    assert_eq!(vttbr(PhysAddr(0x8000_0200), &s2(36), 0), Ok(0x8000_0200));
 }
 
 #[test]

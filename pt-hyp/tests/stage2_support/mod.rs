@@ -82,13 +82,40 @@ pub fn new_vm<A: Arch>(arena: &Arena, ipa_bits: u8) -> Stage2<A, &Arena> {
     Stage2::new(arena, ipa_bits, 1).expect("create VM")
 }
 
-/// Root pages the architecture needs for `ipa_bits`: two concatenated level-1 tables for a
-/// 40-bit IPA (1024 entries of 1 GiB), one (four entries used) for 32 bits.
+/// Root pages the architecture needs for `ipa_bits` with the shortest walk (issue 17): two
+/// concatenated level-1 tables for a 40-bit IPA (1024 entries of 1 GiB, T0SZ = -8 / 24,
+/// SL0 = 1), four concatenated level-2 tables for 32 bits (2048 entries of 2 MiB, SL0 = 0).
 pub fn root_pages(ipa_bits: u8) -> usize {
     match ipa_bits {
-        32 => 1,
+        32 => 4,
         40 => 2,
         b => panic!("no expectation for {b}-bit IPA"),
+    }
+}
+
+/// Start level for `ipa_bits` (worked out from SL0 and T0SZ, see [`root_pages`]): level 2
+/// for 32 bits, level 1 for 40 bits.
+pub fn start_level(ipa_bits: u8) -> u8 {
+    match ipa_bits {
+        32 => 2,
+        40 => 1,
+        b => panic!("no expectation for {b}-bit IPA"),
+    }
+}
+
+/// Level of the largest block a VM of `ipa_bits` holds: 1 (1 GiB) when the walk starts at
+/// level 1, else 2 (2 MiB; a 32-bit VM has no level-1 table, so no 1 GiB blocks).
+pub fn top_block_level(ipa_bits: u8) -> u8 {
+    start_level(ipa_bits).max(1)
+}
+
+/// Level-2 table pages a tree with a level-2 leaf or table below GiB `gib` needs: one per
+/// GiB when the walk starts at level 1, none when level 2 is the root.
+pub fn l2_tables(ipa_bits: u8, gibs: usize) -> usize {
+    if start_level(ipa_bits) == 1 {
+        gibs
+    } else {
+        0
     }
 }
 
@@ -135,8 +162,8 @@ pub fn leaves<A: Arch>(vm: &Stage2<A, &Arena>, lo: u64, hi: u64) -> Vec<(u64, u8
     out
 }
 
-/// The fewest table pages a tree holding `leaves` can have (start level 1 for both IPA
-/// sizes): the root, one level-2 table per GiB holding a 2 MiB block or a page, one level-3
+/// The fewest table pages a tree holding `leaves` can have: the root, one level-2 table per
+/// GiB holding a 2 MiB block or a page (only when the walk starts at level 1), one level-3
 /// table per 2 MiB holding a page.
 pub fn min_pages(ipa_bits: u8, leaves: &[(u64, u8)]) -> usize {
     use std::collections::BTreeSet;
@@ -150,7 +177,7 @@ pub fn min_pages(ipa_bits: u8, leaves: &[(u64, u8)]) -> usize {
         .filter(|l| l.1 == 3)
         .map(|l| l.0 / BLOCK_2M)
         .collect();
-    root_pages(ipa_bits) + l2.len() + l3.len()
+    root_pages(ipa_bits) + l2_tables(ipa_bits, l2.len()) + l3.len()
 }
 
 /// The translation of every page in `[lo, hi)`.
